@@ -1,0 +1,405 @@
+"""Synthetic data in the exact AVE layout, with a learnable audio-visual event signal.
+
+    python -m dataset.synthetic --out DIR [--videos N | --annotations PATH] [--seed S]
+                                [--float64] [--background M] [--noise X]
+
+writes the ten files of the AVE feature release (names, keys, shapes and dtypes of
+dataset/layout.py), so every part of the project runs without the 8 GB real features.
+
+The signal. Each video has a class c and an event interval [start, end). A segment is an
+audio-visual event when c is both audible and visible in it; every other segment of an
+event video is, with equal probability, audible only (off-screen sound), visible only
+(silent object) or neither, so neither modality alone tells event from background.
+Background-only videos (`*_noisy.h5`) have no event segment at all. Audio is
+ReLU(class audio prototype when audible + noise), rescaled to VGGish's per-segment
+norm; the visual map is ReLU(per-video scene clutter + noise, plus the class visual
+prototype on a rectangle of cells that may drift by a cell, when visible). Prototypes
+are random per seed; `noise` sets how hard the task is.
+
+Everything except the feature values (classes, intervals, audible/visible flags, splits)
+comes from `make_plan`, which is cheap, so statistics can be checked without features.
+"""
+
+import argparse
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from statistics import NormalDist
+
+import numpy as np
+from tqdm import tqdm
+
+from dataset.h5io import write_h5, write_h5_chunked
+from dataset.labels import build_labels, event_labels, read_annotations
+from dataset.layout import (AUDIO_DIM, AUDIO_FILES, BACKGROUND, FEATURE_KEY, LABELS_FILE,
+                            MIL_LABELS_FILE, NOISY_AUDIO_FILE, NOISY_LABELS_FILE,
+                            NOISY_VISUAL_FILE, NUM_CLASSES, NUM_SEGMENTS, ORDER_FILES,
+                            ORDER_KEY, VISUAL_FILE, VISUAL_SHAPE)
+
+# --- Facts of the real AVE release (counted in Annotations.txt and the order files) ---
+REAL_VIDEOS = 4143
+REAL_BACKGROUND = 178  # rows of the *_noisy.h5 files
+REAL_SPLIT_SIZES = {'train': 3339, 'val': 402, 'test': 402}
+# Videos per class (index = class); from Annotations.txt.
+CLASS_COUNTS = (188, 176, 171, 184, 188, 175, 178, 187, 172, 163, 182, 138, 102, 99,
+                186, 176, 160, 183, 100, 83, 69, 160, 60, 64, 180, 109, 154, 156)
+# Share of each class's videos whose event spans all 10 segments; from Annotations.txt.
+FULL_LENGTH_SHARE = (0.76, 0.27, 0.2, 0.74, 0.45, 0.55, 0.63, 0.82, 0.94, 0.9, 0.63, 0.84,
+                     0.68, 0.79, 0.96, 0.9, 0.96, 0.97, 0.8, 0.39, 0.52, 0.6, 0.28, 0.17,
+                     0.16, 0.43, 0.69, 0.85)
+# Lengths (in segments) of the events shorter than 10; from Annotations.txt (no length 1).
+PARTIAL_LENGTH_COUNTS = {2: 214, 3: 220, 4: 217, 5: 196, 6: 200, 7: 139, 8: 111, 9: 95}
+# Where those shorter events lie; from Annotations.txt: 499 start at segment 0, 646 end
+# at segment 10, 247 lie strictly inside (82% touch an edge).
+PARTIAL_AT_START, PARTIAL_AT_END = 0.36, 0.46
+# VGGish audio (audio_feature_noisy.h5): ~65% zeros, per-segment L2 norm 3.2 +- 0.6.
+AUDIO_ZERO_SHARE = 0.65
+AUDIO_NORM_MEAN, AUDIO_NORM_STD = 3.2, 0.6
+
+# --- Choices of the generator ---
+NOISE = 2.0  # default noise-to-signal ratio; see `generate`
+# The object covers 2x2 to 4x4 cells of the 7x7 map and moves by one cell between two
+# segments with this probability.
+OBJECT_SIZES = (2, 4)
+DRIFT_PROB = 0.3
+# Visual pre-activation = VISUAL_BIAS + SCENE_SCALE * scene + noise * N(0, 1) (+ the
+# prototype on the object's cells): mostly zero after ReLU, like pool5 maps.
+VISUAL_BIAS = -1.0
+SCENE_SCALE = 0.5
+CHUNK_VIDEOS = 32  # videos generated per block: 32 x 10 x 7 x 7 x 512 float32 = 32 MB
+# Independent random streams, so that e.g. the labels do not depend on the feature sizes.
+PLAN_STREAM, PROTOTYPE_STREAM, FEATURE_STREAM = 0, 1, 2
+
+# Audio pre-activations are N(AUDIO_BIAS, 1), so ReLU zeroes AUDIO_ZERO_SHARE of them.
+AUDIO_BIAS = NormalDist().inv_cdf(1 - AUDIO_ZERO_SHARE)
+# What an off-event segment shows (0 = neither modality).
+AUDIBLE_ONLY, VISIBLE_ONLY = 1, 2
+
+
+@dataclass
+class Plan:
+    """Everything random about a synthetic set except the feature values.
+
+    N event videos (rows of audio_feature.h5 etc.) and M background videos (rows of the
+    *_noisy.h5 files). For an event video, segments [start, end) are audible and visible.
+    """
+    classes: np.ndarray  # (N,) int64 class of each video
+    starts: np.ndarray  # (N,) int64 first event segment
+    ends: np.ndarray  # (N,) int64 one past the last event segment
+    audible: np.ndarray  # (N, 10) bool: the class's sound is present
+    visible: np.ndarray  # (N, 10) bool: the class's object is on screen
+    orders: dict  # split -> (n_split,) int64 rows, shuffled
+    noisy_classes: np.ndarray  # (M,) int64 class heard/seen in the background video
+    noisy_audible: np.ndarray  # (M, 10) bool, never together with noisy_visible
+    noisy_visible: np.ndarray  # (M, 10) bool
+
+    def labels(self):
+        """`(labels (N, 10, 29), mil_labels (N, 29))` float32, as `dataset.labels` builds them."""
+        return event_labels(self.classes, self.starts, self.ends)
+
+
+def _quota(total, weights):
+    """Split `total` into integers proportional to `weights` (largest remainder)."""
+    share = total * np.asarray(weights, dtype=np.float64) / np.sum(weights)
+    counts = np.floor(share).astype(np.int64)
+    counts[np.argsort(counts - share, kind='stable')[:total - counts.sum()]] += 1
+    return counts
+
+
+def _shares(counts):
+    """Probabilities proportional to `counts`."""
+    counts = np.asarray(list(counts), dtype=np.float64)
+    return counts / counts.sum()
+
+
+def sample_events(videos, rng):
+    """Sample `(classes, starts, ends)`, each (videos,) int64, with the real AVE statistics.
+
+    Class sizes are proportional to CLASS_COUNTS (exactly the real ones for 4143 videos);
+    each video spans all 10 segments with its class's FULL_LENGTH_SHARE, else its length
+    follows PARTIAL_LENGTH_COUNTS and it touches the start or end with the real shares.
+    """
+    classes = rng.permutation(np.repeat(np.arange(NUM_CLASSES), _quota(videos, CLASS_COUNTS)))
+    full = rng.random(videos) < np.asarray(FULL_LENGTH_SHARE)[classes]
+    lengths = rng.choice(list(PARTIAL_LENGTH_COUNTS), size=videos,
+                         p=_shares(PARTIAL_LENGTH_COUNTS.values()))
+    place = rng.random(videos)
+    at_start = place < PARTIAL_AT_START
+    # Length 9 cannot lie strictly inside 10 segments; such events go to the end, as most
+    # real ones do (74 of 95).
+    at_end = ~at_start & ((place < PARTIAL_AT_START + PARTIAL_AT_END)
+                          | (lengths > NUM_SEGMENTS - 2))
+    inside_start = rng.integers(1, np.maximum(NUM_SEGMENTS - lengths, 2))
+    starts = np.where(at_start, 0, np.where(at_end, NUM_SEGMENTS - lengths, inside_start))
+    starts = np.where(full, 0, starts).astype(np.int64)
+    ends = np.where(full, NUM_SEGMENTS, starts + lengths).astype(np.int64)
+    return classes.astype(np.int64), starts, ends
+
+
+def sample_modalities(starts, ends, rng):
+    """Sample `(audible, visible)`, each (N, 10) bool, for events [starts, ends).
+
+    Event segments are audible and visible; every other segment is audible only, visible
+    only or neither, with equal probability (never both).
+    """
+    segment = np.arange(NUM_SEGMENTS)
+    in_event = (segment >= np.asarray(starts)[:, None]) & (segment < np.asarray(ends)[:, None])
+    kind = rng.integers(0, 3, size=in_event.shape)  # neither / AUDIBLE_ONLY / VISIBLE_ONLY
+    return in_event | (kind == AUDIBLE_ONLY), in_event | (kind == VISIBLE_ONLY)
+
+
+def split_sizes(videos):
+    """Train/val/test sizes: the real 3339/402/402 scaled to `videos` (>= 3), each >= 1."""
+    if videos < 3:
+        raise ValueError(f'need at least 3 videos for train/val/test, got {videos}')
+    held_out = max(1, round(videos * REAL_SPLIT_SIZES['val'] / REAL_VIDEOS))
+    held_out = min(held_out, (videos - 1) // 2)
+    return {'train': videos - 2 * held_out, 'val': held_out, 'test': held_out}
+
+
+def split_orders(classes, rng):
+    """Shuffled, disjoint int64 row arrays per split, covering range(len(classes)).
+
+    Stratified by class: val, then test, are filled one video at a time, each time from
+    a class the split lacks if there is one, else from the class furthest below its
+    proportional share, keeping (where possible) a video of each class for the splits
+    still to fill. So every split holds as many classes as its size allows and, at full
+    size, about the same share of each class. Train takes the rest.
+    """
+    classes = np.asarray(classes)
+    sizes = split_sizes(len(classes))
+    counts = np.bincount(classes, minlength=NUM_CLASSES)
+    # Videos of each class in random order; a split takes them from the end.
+    pools = [list(rng.permutation(np.flatnonzero(classes == c))) for c in range(NUM_CLASSES)]
+    orders = {}
+    for split, later_splits in (('val', 2), ('test', 1)):
+        target = counts * sizes[split] / len(classes)
+        taken = np.zeros(NUM_CLASSES)
+        picked = []
+        for _ in range(sizes[split]):
+            left = np.array([len(pool) for pool in pools])
+            spare = left > later_splits
+            eligible = spare if spare.any() else left > 0
+            # Missing classes first, then the largest deficit; random among ties.
+            priority = (taken == 0) * len(classes) + target - taken + 1e-3 * rng.random(NUM_CLASSES)
+            chosen = int(np.argmax(np.where(eligible, priority, -np.inf)))
+            picked.append(pools[chosen].pop())
+            taken[chosen] += 1
+        orders[split] = rng.permutation(np.array(picked, dtype=np.int64))
+    train = rng.permutation(np.concatenate([np.array(pool, dtype=np.int64) for pool in pools]))
+    return {'train': train, 'val': orders['val'], 'test': orders['test']}
+
+
+def default_background(videos):
+    """Background-video count for `videos` event videos: the real 178 per 4143, at least 2."""
+    return max(2, round(REAL_BACKGROUND * videos / REAL_VIDEOS))
+
+
+def make_plan(videos=REAL_VIDEOS, background=None, seed=0, annotations=None):
+    """Draw the `Plan` of a synthetic set; cheap (no features).
+
+    With `annotations` (a list of `dataset.labels.Annotation`), the classes and intervals
+    are those rows' (N = len(annotations), `videos` is ignored), so `plan.labels()` equals
+    `dataset.labels.build_labels(annotations)`. `background` defaults to
+    `default_background(N)`. The same arguments always give the same plan.
+    """
+    rng = np.random.default_rng([seed, PLAN_STREAM])
+    if annotations is not None:
+        _, mil_labels = build_labels(annotations)
+        classes = mil_labels.argmax(1).astype(np.int64)
+        starts = np.array([a.start for a in annotations], dtype=np.int64)
+        ends = np.array([a.end for a in annotations], dtype=np.int64)
+    else:
+        classes, starts, ends = sample_events(videos, rng)
+    background = default_background(len(classes)) if background is None else background
+    if background < 1:
+        raise ValueError(f'need at least 1 background video, got {background}')
+    audible, visible = sample_modalities(starts, ends, rng)
+    orders = split_orders(classes, rng)
+    noisy_classes = rng.choice(NUM_CLASSES, size=background, p=_shares(CLASS_COUNTS))
+    no_event = np.zeros(background, dtype=np.int64)
+    noisy_audible, noisy_visible = sample_modalities(no_event, no_event, rng)
+    return Plan(classes, starts, ends, audible, visible, orders,
+                noisy_classes.astype(np.int64), noisy_audible, noisy_visible)
+
+
+@dataclass
+class Prototypes:
+    """Per-class feature patterns (pre-activation): what 'class c is audible/visible' adds."""
+    audio: np.ndarray  # (28, 128) float32
+    visual: np.ndarray  # (28, 512) float32
+
+    @classmethod
+    def sample(cls, seed):
+        rng = np.random.default_rng([seed, PROTOTYPE_STREAM])
+        return cls(rng.standard_normal((NUM_CLASSES, AUDIO_DIM), dtype=np.float32),
+                   rng.standard_normal((NUM_CLASSES, VISUAL_SHAPE[-1]), dtype=np.float32))
+
+
+def audio_features(classes, audible, prototypes, noise, rng):
+    """VGGish-like audio (B, 10, 128) float32: >= 0, ~65% zeros, L2 norm ~3.2 per segment.
+
+    Pre-activation = (prototype of the class if audible + noise * N(0, 1)), scaled to unit
+    variance so the zero share does not depend on `noise`, plus AUDIO_BIAS; then ReLU.
+    """
+    audible = np.asarray(audible, dtype=np.float32)[..., None]  # (B, 10, 1)
+    z = rng.standard_normal(audible.shape[:2] + (AUDIO_DIM,), dtype=np.float32)
+    z *= noise
+    z += audible * prototypes.audio[classes][:, None, :]
+    variance = audible + np.float32(noise) ** 2
+    z /= np.sqrt(np.where(variance > 0, variance, 1))  # noise 0: silent segments stay 0
+    z += np.float32(AUDIO_BIAS)
+    np.maximum(z, 0, out=z)
+    norm = rng.normal(AUDIO_NORM_MEAN, AUDIO_NORM_STD, size=z.shape[:2] + (1,))
+    z *= (np.maximum(norm, 0.5) / np.maximum(np.linalg.norm(z, axis=-1, keepdims=True), 1e-6)
+          ).astype(np.float32)
+    return z
+
+
+def object_masks(videos, rng):
+    """Cells covered by each video's object, (videos, 10, 7, 7) bool.
+
+    A rectangle of 2x2..4x4 cells at a random place, moving by one cell between two
+    segments with probability DRIFT_PROB, always inside the map.
+    """
+    grid = VISUAL_SHAPE[0]
+    low, high = OBJECT_SIZES
+    size = rng.integers(low, high + 1, size=(videos, 2))  # (videos, 2) rows, cols
+    corner = rng.integers(0, grid - size + 1)  # (videos, 2)
+    steps = np.array([[-1, 0], [1, 0], [0, -1], [0, 1]])
+    corners = [corner]
+    for _ in range(NUM_SEGMENTS - 1):
+        move = steps[rng.integers(0, 4, size=videos)] * (rng.random(videos) < DRIFT_PROB)[:, None]
+        corners.append(np.clip(corners[-1] + move, 0, grid - size))
+    corners = np.stack(corners, axis=1)[..., None]  # (videos, 10, 2, 1)
+    cells = np.arange(grid)
+    inside = (cells >= corners) & (cells < corners + size[:, None, :, None])  # (videos, 10, 2, 7)
+    return inside[:, :, 0, :, None] & inside[:, :, 1, None, :]
+
+
+def visual_features(classes, visible, prototypes, noise, rng):
+    """VGG pool5-like maps (B, 10, 7, 7, 512) float32, >= 0 and mostly zero.
+
+    Pre-activation = VISUAL_BIAS + scene clutter (per video) + noise * N(0, 1),
+    plus the class's visual prototype on the object's cells where `visible`; then ReLU.
+    """
+    classes = np.asarray(classes)
+    b, channels = len(classes), VISUAL_SHAPE[-1]
+    z = rng.standard_normal((b, NUM_SEGMENTS) + VISUAL_SHAPE, dtype=np.float32)
+    z *= np.float32(noise)
+    scene = rng.standard_normal((b, channels), dtype=np.float32) * np.float32(SCENE_SCALE)
+    z += (scene + np.float32(VISUAL_BIAS))[:, None, None, None, :]
+    shown = object_masks(b, rng) & np.asarray(visible)[..., None, None]  # (B, 10, 7, 7)
+    video, segment, row, col = np.nonzero(shown)
+    z[video, segment, row, col] += prototypes.visual[classes[video]]
+    np.maximum(z, 0, out=z)
+    return z
+
+
+def _feature_blocks(make, classes, present, prototypes, noise, seed, stream, bar):
+    """Yield `make(...)` for consecutive blocks of CHUNK_VIDEOS videos, each with its own RNG."""
+    for block, lo in enumerate(range(0, len(classes), CHUNK_VIDEOS)):
+        rng = np.random.default_rng([seed, FEATURE_STREAM, stream, block])
+        features = make(classes[lo:lo + CHUNK_VIDEOS], present[lo:lo + CHUNK_VIDEOS],
+                        prototypes, noise, rng)
+        bar.update(len(features))
+        yield features
+
+
+def generate(out, videos=None, seed=0, float64=False, background=None, annotations=None,
+             noise=NOISE, progress=True):
+    """Write a synthetic AVE set (the ten files of the release) into folder `out`.
+
+    `videos` event videos (default 4143, the real count; with `annotations`, the path of
+    an Annotations.txt, N is its row count and its classes and intervals are used, so
+    labels.h5 equals what `python -m dataset.labels` builds). `background` background
+    videos (default 178 per 4143). Features are float32, or float64 like the release with
+    `float64`; labels float32; orders int64. `noise` is the noise-to-signal ratio of the
+    features: 0 is trivial, the default leaves a simple classifier well short of 100%.
+    Deterministic in all arguments; memory stays bounded (blocks of CHUNK_VIDEOS videos).
+    Returns a summary dict (counts, shares, dtype, seconds, bytes).
+    """
+    began = time.time()
+    out = Path(out)
+    if noise < 0:
+        raise ValueError(f'noise must be >= 0, got {noise}')
+    if annotations is not None:
+        if videos is not None:
+            raise ValueError('give either videos or annotations, not both')
+        annotations = read_annotations(annotations)
+    plan = make_plan(REAL_VIDEOS if videos is None else videos, background, seed, annotations)
+    prototypes = Prototypes.sample(seed)
+    dtype = np.float64 if float64 else np.float32
+    out.mkdir(parents=True, exist_ok=True)
+
+    labels, mil_labels = plan.labels()  # (N, 10, 29), (N, 29)
+    write_h5(out / LABELS_FILE, FEATURE_KEY, labels)
+    write_h5(out / MIL_LABELS_FILE, FEATURE_KEY, mil_labels)
+    for split, order in plan.orders.items():
+        write_h5(out / ORDER_FILES[split], ORDER_KEY, order)
+    noisy_labels = np.zeros((len(plan.noisy_classes), NUM_CLASSES + 1), dtype=np.float32)
+    noisy_labels[:, BACKGROUND] = 1.0
+    write_h5(out / NOISY_LABELS_FILE, FEATURE_KEY, noisy_labels)
+
+    audio_shape, visual_shape = (NUM_SEGMENTS, AUDIO_DIM), (NUM_SEGMENTS,) + VISUAL_SHAPE
+    features = [  # file, feature maker, classes, audible/visible flags, row shape
+        (AUDIO_FILES[0], audio_features, plan.classes, plan.audible, audio_shape),
+        (VISUAL_FILE, visual_features, plan.classes, plan.visible, visual_shape),
+        (NOISY_AUDIO_FILE, audio_features, plan.noisy_classes, plan.noisy_audible, audio_shape),
+        (NOISY_VISUAL_FILE, visual_features, plan.noisy_classes, plan.noisy_visible, visual_shape),
+    ]
+    for stream, (name, make, classes, present, row_shape) in enumerate(features):
+        with tqdm(total=len(classes), desc=name, unit='video', disable=not progress) as bar:
+            blocks = _feature_blocks(make, classes, present, prototypes, noise, seed, stream, bar)
+            write_h5_chunked(out / name, FEATURE_KEY, (len(classes),) + row_shape, dtype, blocks)
+
+    files = [LABELS_FILE, MIL_LABELS_FILE, *ORDER_FILES.values(), NOISY_LABELS_FILE]
+    files += [name for name, *_ in features]
+    return {
+        'out': str(out),
+        'videos': len(plan.classes),
+        'background': len(plan.noisy_classes),
+        'splits': {split: len(order) for split, order in plan.orders.items()},
+        'dtype': np.dtype(dtype).name,
+        'noise': noise,
+        'seed': seed,
+        'event_segment_share': float(labels[..., :BACKGROUND].sum(-1).mean()),
+        'full_length_share': float(((plan.starts == 0) & (plan.ends == NUM_SEGMENTS)).mean()),
+        'bytes': sum((out / name).stat().st_size for name in files),
+        'seconds': time.time() - began,
+    }
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog='python -m dataset.synthetic', description=(
+        'Write a synthetic data set in the exact layout of the AVE feature release.'))
+    parser.add_argument('--out', type=Path, required=True, help='folder to write the files to')
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument('--videos', type=int, help=f'event videos (default {REAL_VIDEOS})')
+    source.add_argument('--annotations', type=Path,
+                        help='use the classes and intervals of this Annotations.txt')
+    parser.add_argument('--seed', type=int, default=0, help='random seed (default 0)')
+    parser.add_argument('--float64', action='store_true',
+                        help='store features as float64, like the release (default float32)')
+    parser.add_argument('--background', type=int,
+                        help=f'background-only videos (default {REAL_BACKGROUND} per '
+                             f'{REAL_VIDEOS} videos, at least 2)')
+    parser.add_argument('--noise', type=float, default=NOISE,
+                        help=f'noise-to-signal ratio of the features (default {NOISE})')
+    args = parser.parse_args(argv)
+    try:
+        summary = generate(args.out, videos=args.videos, seed=args.seed, float64=args.float64,
+                           background=args.background, annotations=args.annotations,
+                           noise=args.noise)
+    except (OSError, ValueError) as e:
+        raise SystemExit(f'dataset.synthetic: error: {e}') from None
+    splits = '/'.join(str(size) for size in summary['splits'].values())
+    print(f"{summary['videos']} videos ({splits} {'/'.join(summary['splits'])}) + "
+          f"{summary['background']} background, {summary['dtype']}, noise {summary['noise']}, "
+          f"seed {summary['seed']}: {summary['event_segment_share']:.1%} event segments, "
+          f"{summary['full_length_share']:.1%} full-length -> {summary['out']} "
+          f"({summary['bytes'] / 2**30:.2f} GiB, {summary['seconds']:.0f} s)")
+
+
+if __name__ == '__main__':
+    main()

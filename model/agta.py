@@ -1,0 +1,99 @@
+"""AGTA: audio-guided triplet attention (DMIN section 2).
+
+Audio guides the 7x7 visual map over channels, space and time and pools it into one
+visual vector per segment.
+"""
+import torch
+from torch import nn
+import torch.nn.functional as F
+
+
+class ChannelAttention(nn.Module):
+    """Audio-guided channel weights w; returns the channel-attended map v * (1 + w)."""
+
+    def __init__(self, audio_dim=128, visual_dim=512, hidden=256):
+        super().__init__()
+        self.audio_proj = nn.Linear(audio_dim, visual_dim)
+        self.visual_proj = nn.Linear(visual_dim, visual_dim)
+        self.squeeze = nn.Linear(visual_dim, hidden)
+        self.excite = nn.Linear(hidden, visual_dim)
+
+    def forward(self, visual, audio):
+        # visual (B, T, P, C), audio (B, T, A)
+        a = F.relu(self.audio_proj(audio)).unsqueeze(2)          # (B, T, 1, C)
+        joint = (F.relu(self.visual_proj(visual)) * a).mean(2)   # (B, T, C)
+        w = torch.sigmoid(self.excite(F.relu(self.squeeze(joint))))
+        return visual * (1 + w.unsqueeze(2))                     # (B, T, P, C)
+
+
+class SpatialMFB(nn.Module):
+    """Multimodal factorized bilinear pooling of each visual position with the audio.
+
+    Returns a (B, T, P, out_dim) code per position: the product of the two projections,
+    summed over groups of `factor` consecutive channels, signed square root, L2 norm.
+    """
+
+    def __init__(self, audio_dim=128, visual_dim=512, out_dim=256, factor=5, dropout=0.1):
+        super().__init__()
+        self.factor = factor
+        self.visual_proj = nn.Linear(visual_dim, out_dim * factor)
+        self.audio_proj = nn.Linear(audio_dim, out_dim * factor)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, visual, audio):
+        # visual (B, T, P, C), audio (B, T, A)
+        v = F.relu(self.visual_proj(visual))                      # (B, T, P, out*k)
+        a = F.relu(self.audio_proj(audio)).unsqueeze(2)           # (B, T, 1, out*k)
+        z = self.dropout(v * a)
+        z = z.unflatten(-1, (-1, self.factor)).sum(-1)            # (B, T, P, out)
+        # Both factors are ReLU outputs, so z >= 0 and the signed root is a plain root.
+        # relu() is the identity here; it makes the gradient at exactly 0 zero, not inf.
+        z = torch.sqrt(F.relu(z))
+        return F.normalize(z, dim=-1)
+
+
+class TemporalAttention(nn.Module):
+    """Per position, a 2-layer BiLSTM over the T segments of concat[pv + pa, pa].
+
+    One LSTM serves all P positions: it runs as a single batch of B*P sequences.
+    """
+
+    def __init__(self, audio_dim=128, visual_dim=512, hidden=256):
+        super().__init__()
+        self.visual_proj = nn.Linear(visual_dim, hidden)
+        self.audio_proj = nn.Linear(audio_dim, hidden)
+        self.lstm = nn.LSTM(2 * hidden, hidden // 2, num_layers=2, batch_first=True,
+                            bidirectional=True)
+
+    def forward(self, visual, audio):
+        # visual (B, T, P, C), audio (B, T, A)
+        B, T, P, _ = visual.shape
+        pv = F.relu(self.visual_proj(visual))                     # (B, T, P, H)
+        pa = F.relu(self.audio_proj(audio)).unsqueeze(2)          # (B, T, 1, H)
+        seq = torch.cat([pv + pa, pa.expand_as(pv)], dim=-1)      # (B, T, P, 2H)
+        seq = seq.permute(0, 2, 1, 3).reshape(B * P, T, -1)       # (B*P, T, 2H)
+        out, _ = self.lstm(seq)                                   # (B*P, T, H)
+        return out.reshape(B, P, T, -1).permute(0, 2, 1, 3)       # (B, T, P, H)
+
+
+class AGTA(nn.Module):
+    """Audio-guided triplet attention: (B, T, 7, 7, 512) map + (B, T, 128) audio -> (B, T, 512)."""
+
+    def __init__(self, audio_dim=128, visual_dim=512, hidden=256, mfb_factor=5,
+                 input_dropout=0.2, mfb_dropout=0.1):
+        super().__init__()
+        self.visual_input = nn.Linear(visual_dim, visual_dim)
+        self.input_dropout = nn.Dropout(input_dropout)
+        self.channel = ChannelAttention(audio_dim, visual_dim, hidden)
+        self.spatial = SpatialMFB(audio_dim, visual_dim, hidden, mfb_factor, mfb_dropout)
+        self.temporal = TemporalAttention(audio_dim, visual_dim, hidden)
+        self.score = nn.Linear(hidden, 1)
+
+    def forward(self, visual, audio):
+        # visual (B, T, 7, 7, C), audio (B, T, A)
+        v = visual.flatten(2, 3)                                  # (B, T, P, C)
+        v = self.input_dropout(F.relu(self.visual_input(v)))
+        v = self.channel(v, audio)                                # (B, T, P, C)
+        code = self.temporal(v, audio) + self.spatial(v, audio)   # (B, T, P, H)
+        weights = torch.softmax(torch.tanh(self.score(code)), dim=2)  # (B, T, P, 1)
+        return (weights * v).sum(2)                               # (B, T, C)

@@ -1,0 +1,25 @@
+"""Fixtures shared by the tests: a tiny synthetic AVE set and the real annotation files."""
+from pathlib import Path
+
+import pytest
+
+from dataset.synthetic import generate
+
+# Real small AVE files (third-party): next to the checkout, never copied into it.
+META_DIR = Path(__file__).resolve().parents[2] / 'shared' / 'ave_meta'
+
+
+@pytest.fixture(scope='session')
+def tiny_ave(tmp_path_factory):
+    """Folder of a tiny float32 synthetic AVE set: 64 videos, 8 background, seed 0 (made once)."""
+    out = tmp_path_factory.mktemp('tiny_ave')
+    generate(out, videos=64, background=8, seed=0, progress=False)
+    return out
+
+
+@pytest.fixture(scope='session')
+def meta_dir():
+    """Folder of the real AVE annotation/label files; skips the test when it is absent."""
+    if not META_DIR.is_dir():
+        pytest.skip(f'real AVE files not found at {META_DIR}')
+    return META_DIR

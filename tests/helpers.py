@@ -1,0 +1,32 @@
+"""Shared pieces of the tests: a small model and running the scripts as a user would."""
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+# A small DMIN (same parts, narrower) so that the tests run in seconds on 2 cores.
+SMALL_MODEL = {'d_model': 32, 'n_heads': 4, 'ff_dim': 64, 'encoder_layers': 1,
+               'agta_hidden': 32, 'mfb_factor': 2}
+SMALL_FLAGS = [f for k, v in SMALL_MODEL.items() for f in (f'--{k}', str(v))]
+
+
+def run_script(script, *args, check=True):
+    """Run a repo shell script with this interpreter; returns the CompletedProcess."""
+    env = dict(os.environ, PYTHON=sys.executable)
+    proc = subprocess.run(['bash', str(REPO / script), *map(str, args)], capture_output=True,
+                          text=True, env=env, cwd=REPO)
+    if check and proc.returncode != 0:
+        raise AssertionError(f'{script} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}')
+    return proc
+
+
+def printed_test_accuracy(stdout):
+    return float(re.search(r'test accuracy: ([\d.]+)', stdout).group(1))
+
+
+def best_checkpoint(folder, task='Supervised'):
+    found = list(Path(folder).glob(f'model_epoch_*_top1_*_task_{task}_best_model.pth.tar'))
+    assert len(found) == 1, found
+    return found[0]

@@ -1,0 +1,31 @@
+"""README, configs, flags and scripts agree."""
+import re
+
+from tests.helpers import REPO
+from utils.config import default_config
+
+README = (REPO / 'README.md').read_text()
+
+
+def test_every_config_key_is_documented():
+    for setting in ('supervised', 'weak'):
+        defaults, _ = default_config(setting)
+        missing = [k for k in defaults if f'`{k}`' not in README]
+        assert missing == [], f'README lacks config keys {missing}'
+
+
+def test_run_flags_and_scripts_are_documented():
+    for flag in ('--config', '--resume', '--evaluate', '--overwrite', '--no_background'):
+        assert flag in README
+    for script in ('supv_train.sh', 'supv_test.sh', 'weak_train.sh', 'weak_test.sh', 'demo.sh'):
+        assert script in README and (REPO / script).is_file()
+
+
+def test_ci_runs_the_readme_test_command():
+    command = re.search(r'^(\.venv/bin/python -m pytest[^\n#]*?)\s*(#.*)?$', README, re.M).group(1)
+    assert command.strip() in (REPO / '.ci' / 'run').read_text()
+
+
+def test_torch_is_pinned_exactly():
+    lines = (REPO / 'requirements.txt').read_text().splitlines()
+    assert 'torch==2.13.0' in lines

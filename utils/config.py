@@ -1,0 +1,187 @@
+"""Configuration: YAML defaults in configs/, each key also a command-line flag.
+
+The defaults of a setting are configs/base.yaml updated by configs/<setting>.yaml. A user
+file (--config PATH) and then the flags override them. An unknown key or flag is an error,
+and every value is checked before anything runs.
+"""
+import argparse
+import re
+from pathlib import Path
+
+import yaml
+
+from utils.errors import UserError
+
+CONFIG_DIR = Path(__file__).resolve().parents[1] / 'configs'
+CHOICES = {'select_on': ('val', 'test'), 'feature_dtype': ('float32', 'float16'),
+           'amp': ('none', 'bf16')}
+# Keys that may differ from a checkpoint's config when resuming it: where the data and the
+# run live, the hardware, and how long to train. Everything else continues as it was.
+RESUME_OVERRIDABLE = ('data_root', 'snapshot_pref', 'device', 'num_threads', 'n_epoch',
+                      'progress')
+_HELP_LINE = re.compile(r'^(\w+):.*?#\s*(.*)$')
+
+
+def read_yaml(path):
+    try:
+        with open(path) as f:
+            cfg = yaml.safe_load(f) or {}
+    except OSError as e:
+        raise UserError(f'cannot read config file {path} ({e.strerror}); check the --config path')
+    except yaml.YAMLError as e:
+        raise UserError(f'config file {path} is not valid YAML ({str(e).splitlines()[0]})')
+    if not isinstance(cfg, dict):
+        raise UserError(f'config file {path} must be a mapping of key: value lines')
+    return cfg
+
+
+def read_help(path):
+    """{key: the comment after it} from a config file."""
+    found = (_HELP_LINE.match(line) for line in Path(path).read_text().splitlines())
+    return {m.group(1): m.group(2) for m in found if m}
+
+
+def default_config(setting):
+    """(defaults, help) of a setting, from base.yaml + <setting>.yaml."""
+    cfg, helps = {}, {}
+    for name in ('base.yaml', f'{setting}.yaml'):
+        cfg.update(read_yaml(CONFIG_DIR / name))
+        helps.update(read_help(CONFIG_DIR / name))
+    return cfg, helps
+
+
+def coerce(key, value, default, source):
+    """`value` as the type of `default`, or a UserError naming the key and its source."""
+    kind = type(default)
+    bad = UserError(f'{source}: {key} must be {_describe(default)}, got {value!r}')
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise bad
+        return value
+    if isinstance(default, list):
+        if not isinstance(value, list):
+            raise bad
+        return [coerce(key, v, default[0], source) for v in value] if default else value
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if not isinstance(value, kind) or isinstance(value, bool):
+        raise bad
+    return value
+
+
+def _describe(default):
+    if isinstance(default, bool):
+        return 'true or false'
+    if isinstance(default, list):
+        return f'a list of {type(default[0]).__name__}' if default else 'a list'
+    return {int: 'an integer', float: 'a number', str: 'a string'}[type(default)]
+
+
+def build_parser(setting, defaults, helps, prog):
+    parser = argparse.ArgumentParser(
+        prog=prog, argument_default=argparse.SUPPRESS,
+        description=f'Train or evaluate {setting} DMIN on AVE features. Defaults come from '
+                    f'configs/base.yaml and configs/{setting}.yaml.')
+    run = parser.add_argument_group('run')
+    run.add_argument('--config', metavar='PATH', help='YAML file overriding config keys')
+    run.add_argument('--resume', metavar='CKPT',
+                     help='continue training from last.pth.tar (or, with --evaluate, the '
+                          'checkpoint to evaluate)')
+    run.add_argument('--evaluate', action='store_true',
+                     help='only evaluate the --resume checkpoint on the test split')
+    run.add_argument('--overwrite', action='store_true',
+                     help='start afresh in a --snapshot_pref that holds a previous run, '
+                          'deleting its checkpoints, logs and metrics')
+    keys = parser.add_argument_group('config keys')
+    for key, default in defaults.items():
+        text = helps.get(key, '')
+        if isinstance(default, bool):
+            keys.add_argument(f'--{key}', dest=key, action='store_const', const=True,
+                              help=f'{text} (default: {str(default).lower()})')
+            keys.add_argument(f'--no_{key}', dest=key, action='store_const', const=False,
+                              help=f'turn {key} off')
+        elif isinstance(default, list):
+            keys.add_argument(f'--{key}', nargs='*', type=type(default[0]) if default else str,
+                              metavar='N', help=f'{text} (default: {default})')
+        else:
+            keys.add_argument(f'--{key}', type=type(default), choices=CHOICES.get(key),
+                              metavar=None if key in CHOICES else key.upper(),
+                              help=f'{text} (default: {default})')
+    return parser
+
+
+def parse_config(setting, argv=None, prog=None):
+    """Parse the command line of `setting`.
+
+    Returns (cfg, run, explicit): the resolved config dict, the run-mode options
+    (config, resume, evaluate, overwrite) and the set of keys given on the command line.
+    """
+    defaults, helps = default_config(setting)
+    args = vars(build_parser(setting, defaults, helps, prog).parse_args(argv))
+    run = {k: args.pop(k, None) for k in ('config', 'resume', 'evaluate', 'overwrite')}
+    run['evaluate'] = bool(run['evaluate'])
+    run['overwrite'] = bool(run['overwrite'])
+    cfg = dict(defaults)
+    if run['config']:
+        for key, value in read_yaml(run['config']).items():
+            if key not in defaults:
+                raise UserError(f"{run['config']}: unknown config key '{key}'; see "
+                                f'--help for the keys of the {setting} setting')
+            cfg[key] = coerce(key, value, defaults[key], run['config'])
+    cfg.update(args)
+    validate(cfg)
+    return cfg, run, set(args)
+
+
+def validate(cfg):
+    """Raise a UserError naming the flag for any value that cannot work."""
+    def need(ok, key, what):
+        if not ok:
+            raise UserError(f'--{key} {cfg[key]!r} is invalid: {what}')
+
+    for key in ('n_epoch', 'num_threads'):
+        need(cfg[key] >= 0, key, 'must be >= 0')
+    for key in ('batch_size', 'eval_batch_size', 'd_model', 'n_heads', 'ff_dim',
+                'encoder_layers', 'agta_hidden', 'mfb_factor', 'fusion_heads'):
+        need(cfg[key] > 0, key, 'must be > 0')
+    need(cfg['lr'] > 0, 'lr', 'must be > 0')
+    need(cfg['weight_decay'] >= 0, 'weight_decay', 'must be >= 0')
+    need(0 < cfg['lr_gamma'] <= 1, 'lr_gamma', 'must be in (0, 1]')
+    need(cfg['clip_gradient'] >= 0, 'clip_gradient', 'must be >= 0 (0 disables clipping)')
+    need(all(m > 0 for m in cfg['lr_milestones']), 'lr_milestones', 'epochs must be > 0')
+    need(list(cfg['lr_milestones']) == sorted(cfg['lr_milestones']), 'lr_milestones',
+         'epochs must increase')
+    need(0 <= cfg['dima_lambda'] <= 1, 'dima_lambda', 'must be in [0, 1]')
+    for key in ('encoder_dropout', 'visual_dropout', 'mfb_dropout', 'dima_dropout',
+                'fusion_dropout'):
+        need(0 <= cfg[key] < 1, key, 'must be in [0, 1)')
+    for key in ('d_model', 'agta_hidden'):
+        need(cfg[key] % 2 == 0, key, 'must be even')
+    need(cfg['d_model'] % cfg['n_heads'] == 0 and cfg['d_model'] // cfg['n_heads'] >= 2,
+         'n_heads', f"must divide d_model={cfg['d_model']} into heads of width >= 2")
+    need(cfg['d_model'] % cfg['fusion_heads'] == 0, 'fusion_heads',
+         f"must divide d_model={cfg['d_model']}")
+    need(re.fullmatch(r'auto|cpu|cuda(:\d+)?', cfg['device']) is not None, 'device',
+         'use auto, cpu, cuda or cuda:N')
+    for key in (k for k in cfg if k.endswith('_weight')):
+        need(cfg[key] >= 0, key, 'must be >= 0')
+    for key, choices in CHOICES.items():
+        need(cfg[key] in choices, key, f"choose one of {', '.join(choices)}")
+    need(bool(cfg['snapshot_pref']), 'snapshot_pref', 'must name a folder')
+
+
+def resume_config(saved, cfg, explicit, path):
+    """The config of a resumed run: the checkpoint's, with the overridable flags given now."""
+    resumed = dict(saved)
+    for key in explicit:
+        if key in RESUME_OVERRIDABLE:
+            resumed[key] = cfg[key]
+        elif cfg[key] != saved.get(key):
+            raise UserError(f'--{key} {cfg[key]!r} differs from the value {saved.get(key)!r} '
+                            f'stored in {path}; a resumed run keeps its config (only '
+                            f"{', '.join('--' + k for k in RESUME_OVERRIDABLE)} may change)")
+    return resumed
+
+
+def dump_config(cfg):
+    return yaml.safe_dump(cfg, sort_keys=False)

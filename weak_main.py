@@ -1,0 +1,8 @@
+"""Weakly-supervised DMIN on AVE (video labels only, MIL): train or --evaluate a checkpoint.
+
+Every config key of configs/base.yaml and configs/weak.yaml is a flag; see --help.
+"""
+from utils.run import main
+
+if __name__ == '__main__':
+    main('weak', prog='weak_main.py')
