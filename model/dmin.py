@@ -6,7 +6,7 @@ from model.agta import AGTA
 from model.dima import DIMADecoderLayer
 from model.encoder import IntraModalEncoder
 from model.fusion import AudioVisualFusion
-from model.heads import SupervisedHead, WeakHead, predict_segments
+from model.heads import SupervisedHead, WeakHead, predict_segments, segment_confidence
 
 SETTINGS = ('supervised', 'weak')
 # Config keys that decide the architecture; a checkpoint only loads into the same values.
@@ -58,6 +58,11 @@ class DMIN(nn.Module):
     def predict(outputs):
         """(B, T) predicted class per segment, 28 = background."""
         return predict_segments(outputs['relevance'], outputs['category'])
+
+    @staticmethod
+    def confidence(outputs):
+        """(B, T) probability of each predicted class (see heads.segment_confidence)."""
+        return segment_confidence(outputs['relevance'], outputs['category'])
 
 
 def build_model(cfg, setting):

@@ -14,6 +14,14 @@ def predict_segments(relevance, category):
     return torch.where(relevance > 0, cls, torch.full_like(cls, BACKGROUND))
 
 
+def segment_confidence(relevance, category):
+    """Probability of the class predict_segments chose: P(event) * P(class) for an event
+    segment, 1 - P(event) for background. (B, T) logits, (B, C) logits -> (B, T) in [0, 1]."""
+    p_event = torch.sigmoid(relevance)
+    p_class = torch.softmax(category, dim=-1).amax(-1, keepdim=True)
+    return torch.where(relevance > 0, p_event * p_class, 1 - p_event)
+
+
 class SupervisedHead(nn.Module):
     """Relevance per segment and one category per video, from the fused sequence; plus the
     unimodal discrimination (UDL) classifier on the visual encoder output."""

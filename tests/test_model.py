@@ -102,3 +102,13 @@ def test_mil_branch_pools_max_over_time_then_softmax():
     seg = torch.sigmoid(relevance)[0, :, None] * category[0]       # (T, 29)
     torch.testing.assert_close(video[0], torch.softmax(seg.max(0).values, -1))
     assert relevance[0].tolist() == [0.0, 2.0, -1.0]
+
+
+def test_confidence_is_probability_of_the_chosen_label():
+    from model.heads import segment_confidence
+    relevance = torch.tensor([[2.0, -1.0]])
+    category = torch.tensor([[0.0, 1.0] + [0.0] * 26])
+    p_class = torch.softmax(category, -1).max()
+    expected = torch.tensor([[torch.sigmoid(torch.tensor(2.0)) * p_class,
+                              1 - torch.sigmoid(torch.tensor(-1.0))]])
+    torch.testing.assert_close(segment_confidence(relevance, category), expected)
