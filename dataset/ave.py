@@ -4,6 +4,7 @@
 rows of the requested splits, converting them in chunks, so a float64 file is never held
 in memory whole. Batches are taken by indexing the resident tensors (`AVEData.batch`).
 """
+import contextlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -67,33 +68,59 @@ def find_file(root, names):
     raise DataError(f'{wanted} not found in data folder {root.resolve()}; {_fix_hint()}')
 
 
-def open_h5(path):
+# What h5py raises on a damaged file, depending on which of its structures is hit.
+H5_ERRORS = (OSError, RuntimeError, KeyError, TypeError, ValueError)
+
+
+@contextlib.contextmanager
+def reading(path):
+    """Turn h5py's errors inside the block into a DataError naming the damaged file."""
     try:
-        return h5py.File(path, 'r')
-    except OSError as e:
-        raise DataError(f'{path} is not a readable HDF5 file (truncated or corrupt? {e}); '
+        yield
+    except H5_ERRORS as e:
+        reason = str(e).strip("'").splitlines()[0][:160] if str(e) else type(e).__name__
+        raise DataError(f'{path} is not a readable HDF5 file (truncated or corrupt? {reason}); '
                         're-download or regenerate it') from None
+
+
+def open_h5(path):
+    with reading(path):
+        return h5py.File(path, 'r')
 
 
 def read_key(f, key):
     """Dataset `key` of open file `f`, or a DataError listing the keys it does have."""
-    if key not in f:
-        raise DataError(f"{f.filename} has no key '{key}' (it has: {', '.join(f.keys()) or 'none'});"
-                        f" AVE files store their array under '{key}'")
-    return f[key]
+    with reading(f.filename):
+        if key not in f:
+            present = ', '.join(str(k) for k in f.keys()) or 'none'
+            raise DataError(f"{f.filename} has no key '{key}' (it has: {present}); AVE files "
+                            f"store their array under '{key}'")
+        ds = f[key]
+    if not isinstance(ds, h5py.Dataset):
+        raise DataError(f"{f.filename}: '{key}' is a group, not an array; AVE files store their "
+                        f"array directly under '{key}'")
+    return ds
+
+
+def read_all(ds):
+    """The whole array of dataset `ds` as numpy (labels and orders: small)."""
+    with reading(ds.file.filename):
+        return ds[()]
 
 
 def check_shape(ds, tail, what):
     """Require ds.shape == (N, *tail); return N."""
     if ds.ndim != len(tail) + 1 or tuple(ds.shape[1:]) != tuple(tail):
         want = ', '.join(['N'] + [str(t) for t in tail])
-        raise DataError(f'{ds.file.filename} has shape {ds.shape}, expected ({want}) {what}')
+        raise DataError(f'{ds.file.filename} has shape {ds.shape}, expected ({want}) {what}; '
+                        'use the file of the AVE release (README, "Data layout") or regenerate it')
     return ds.shape[0]
 
 
 def check_float(ds):
     if not np.issubdtype(ds.dtype, np.floating):
-        raise DataError(f'{ds.file.filename} holds {ds.dtype} values; features must be floats')
+        raise DataError(f'{ds.file.filename} holds {ds.dtype} values; features must be floats, '
+                        'as in the AVE release (any float dtype): regenerate or convert the file')
 
 
 def check_same_count(counts):
@@ -118,11 +145,13 @@ def check_one_hot(labels, path):
 def read_order(root, split, num_videos):
     path = find_file(root, L.ORDER_FILES[split])
     with open_h5(path) as f:
-        ds = read_key(f, L.ORDER_KEY)
-        order = ds[()]
+        order = read_all(read_key(f, L.ORDER_KEY))
     if order.ndim != 1 or not np.issubdtype(order.dtype, np.integer):
         raise DataError(f'{path} holds {order.dtype} of shape {order.shape}; expected a 1-D '
-                        'array of integer row indices')
+                        'array of integer row indices (regenerate the order files)')
+    if len(order) == 0:
+        raise DataError(f'{path} is empty; every split needs at least one video (regenerate the '
+                        'order files)')
     bad = (order < 0) | (order >= num_videos)
     if bad.any():
         raise DataError(f'{path} has index {int(order[bad][0])} out of range 0..{num_videos - 1}'
@@ -146,11 +175,12 @@ def check_disjoint(orders):
 
 # ----------------------------------------------------------------------------- loading
 
-def read_features(ds, rows, out, desc, progress):
+def read_features(ds, rows, out, desc, progress, skip='drop it from the order files'):
     """Copy ds[rows] (rows sorted, unique) into `out` chunk by chunk, converted to out's dtype.
 
     HDF5 converts to float32 as it reads, so only one chunk of the file's own dtype is ever
-    in memory. Non-finite values stop the load with the file and row.
+    in memory. Non-finite values stop the load with the file and row (and `skip`, how to
+    leave that video out).
     """
     bar = tqdm(total=len(rows), desc=desc, unit='video', disable=not progress, leave=False)
     try:
@@ -160,7 +190,7 @@ def read_features(ds, rows, out, desc, progress):
             sel = np.s_[lo:hi] if hi - lo == len(chunk) else np.s_[chunk.tolist()]
             try:
                 block = torch.from_numpy(ds.astype(np.float32)[sel])
-            except (OSError, RuntimeError) as e:
+            except H5_ERRORS as e:
                 raise DataError(f'{ds.file.filename}: could not read rows {lo}..{hi - 1} '
                                 f'(truncated or corrupt file? {e}); re-download or regenerate it'
                                 ) from None
@@ -168,7 +198,7 @@ def read_features(ds, rows, out, desc, progress):
             if not finite.all():
                 row = int(chunk[int((~finite).nonzero()[0])])
                 raise DataError(f'{ds.file.filename} has NaN or Inf values in video {row}; '
-                                're-extract that video\'s features or drop it from the order files')
+                                f"re-extract that video's features or {skip}")
             out[start:start + len(chunk)] = block.to(out.device, out.dtype)
             bar.update(len(chunk))
     finally:
@@ -184,7 +214,8 @@ def load_ave(root, splits=('train', 'val', 'test'), setting='supervised', backgr
     """
     root = Path(root)
     if not root.is_dir():
-        raise DataError(f'data folder {root.resolve()} does not exist; pass --data_root DIR '
+        what = 'is a file, not a folder' if root.exists() else 'does not exist'
+        raise DataError(f'data folder {root.resolve()} {what}; pass --data_root DIR '
                         f'with the AVE files ({_fix_hint()})')
     weak = setting == 'weak'
     paths = {'audio': find_file(root, L.AUDIO_FILES), 'visual': find_file(root, L.VISUAL_FILE),
@@ -200,12 +231,9 @@ def load_ave(root, splits=('train', 'val', 'test'), setting='supervised', backgr
             except DataError as e:
                 raise DataError(f'{e}; or pass --no_background to train without the '
                                 'background videos') from None
-    files = {k: open_h5(p) for k, p in paths.items()}
-    try:
+    with contextlib.ExitStack() as opened:   # closes the files opened so far on any error
+        files = {k: opened.enter_context(open_h5(p)) for k, p in paths.items()}
         return _load(files, root, splits, weak, device, feature_dtype, progress)
-    finally:
-        for f in files.values():
-            f.close()
 
 
 def _load(files, root, splits, weak, device, feature_dtype, progress):
@@ -225,11 +253,11 @@ def _load(files, root, splits, weak, device, feature_dtype, progress):
     orders = {s: read_order(root, s, num_videos) for s in splits}
     check_disjoint(orders)
     rows = np.unique(np.concatenate(list(orders.values())))       # sorted file rows to load
-    labels = ds['labels'][()][rows]                               # (R, T, 29)
+    labels = read_all(ds['labels'])[rows]                         # (R, T, 29)
     check_one_hot(labels, ds['labels'].file.filename)
     video_label = np.zeros((len(rows), 0), np.float32)
     if weak:
-        video_label = ds['mil'][()][rows].astype(np.float32)       # (R, 29)
+        video_label = read_all(ds['mil'])[rows].astype(np.float32)  # (R, 29)
         check_one_hot(video_label, ds['mil'].file.filename)
 
     with_background = 'noisy_audio' in ds
@@ -244,7 +272,7 @@ def _load(files, root, splits, weak, device, feature_dtype, progress):
                                                           'video labels')})
         check_float(ds['noisy_audio'])
         check_float(ds['noisy_visual'])
-        bg_label = ds['noisy_labels'][()].astype(np.float32)
+        bg_label = read_all(ds['noisy_labels']).astype(np.float32)
         check_one_hot(bg_label, ds['noisy_labels'].file.filename)
 
     R = len(rows) + n_bg
@@ -259,10 +287,11 @@ def _load(files, root, splits, weak, device, feature_dtype, progress):
     video_class = np.where(per_class.max(1) > 0, per_class.argmax(1), -1)
     if with_background:
         all_rows = np.arange(n_bg)
+        skip = 'pass --no_background to train without the background videos'
         read_features(ds['noisy_audio'], all_rows, audio[len(rows):], 'loading background audio',
-                      progress)
+                      progress, skip)
         read_features(ds['noisy_visual'], all_rows, visual[len(rows):],
-                      'loading background visual', progress)
+                      'loading background visual', progress, skip)
         segment = np.concatenate([segment, np.full((n_bg, T), L.BACKGROUND)])
         video_class = np.concatenate([video_class, np.full(n_bg, -1)])
         video_label = np.concatenate([video_label, bg_label])

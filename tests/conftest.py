@@ -23,3 +23,12 @@ def meta_dir():
     if not META_DIR.is_dir():
         pytest.skip(f'real AVE files not found at {META_DIR}')
     return META_DIR
+
+
+@pytest.fixture(scope='session')
+def micro_ave(tmp_path_factory):
+    """Folder of a 16-video synthetic AVE set (12/2/2, 2 background, seed 1): for tests that
+    need some trained checkpoint, not a good one; an epoch on it takes seconds."""
+    out = tmp_path_factory.mktemp('micro_ave')
+    generate(out, videos=16, background=2, seed=1, progress=False)
+    return out

@@ -10,6 +10,10 @@ REPO = Path(__file__).resolve().parents[1]
 SMALL_MODEL = {'d_model': 32, 'n_heads': 4, 'ff_dim': 64, 'encoder_layers': 1,
                'agta_hidden': 32, 'mfb_factor': 2}
 SMALL_FLAGS = [f for k, v in SMALL_MODEL.items() for f in (f'--{k}', str(v))]
+# Narrower still, for tests that train many runs: their cost is process start and I/O.
+TINY_MODEL = {'d_model': 8, 'n_heads': 2, 'ff_dim': 16, 'encoder_layers': 1, 'agta_hidden': 8,
+              'mfb_factor': 1, 'fusion_heads': 2}
+TINY_FLAGS = [f for k, v in TINY_MODEL.items() for f in (f'--{k}', str(v))]
 
 
 def run_script(script, *args, check=True):
@@ -30,3 +34,26 @@ def best_checkpoint(folder, task='Supervised'):
     found = list(Path(folder).glob(f'model_epoch_*_top1_*_task_{task}_best_model.pth.tar'))
     assert len(found) == 1, found
     return found[0]
+
+
+MAIN_SCRIPTS = {'supervised': 'supv_main.py', 'weak': 'weak_main.py'}
+
+
+def user_error(capsys, setting, argv):
+    """Run the `setting` program on `argv` in this process; return its one error line.
+
+    Asserts what a user must see on a bad input: exit status 2 and exactly one line on
+    stderr, 'error: ...'.
+    """
+    from utils.run import main
+    capsys.readouterr()
+    try:
+        main(setting, [str(a) for a in argv], prog=MAIN_SCRIPTS[setting])
+    except SystemExit as e:
+        assert e.code == 2, e.code
+    else:
+        raise AssertionError(f'{argv} did not fail')
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith('error: '), err
+    return lines[0]

@@ -15,9 +15,11 @@ def test_every_config_key_is_documented():
 
 
 def test_run_flags_and_scripts_are_documented():
-    for flag in ('--config', '--resume', '--evaluate', '--overwrite', '--no_background'):
+    for flag in ('--config', '--resume', '--evaluate', '--overwrite', '--no_background',
+                 '--report'):
         assert flag in README
-    for script in ('supv_train.sh', 'supv_test.sh', 'weak_train.sh', 'weak_test.sh', 'demo.sh'):
+    for script in ('supv_train.sh', 'supv_test.sh', 'weak_train.sh', 'weak_test.sh', 'demo.sh',
+                   'predict.sh', 'multiseed.sh'):
         assert script in README and (REPO / script).is_file()
 
 
@@ -29,3 +31,13 @@ def test_ci_runs_the_readme_test_command():
 def test_torch_is_pinned_exactly():
     lines = (REPO / 'requirements.txt').read_text().splitlines()
     assert 'torch==2.13.0' in lines
+
+
+def test_predict_and_multiseed_flags_are_documented():
+    from tools.multiseed import build_parser as multiseed_parser
+    from tools.predict import build_parser as predict_parser
+    for parser in (predict_parser(), multiseed_parser()):
+        flags = {f for action in parser._actions for f in action.option_strings
+                 if f.startswith('--') and f != '--help'}
+        missing = sorted(f for f in flags if f'`{f}' not in README and f'{f} ' not in README)
+        assert missing == [], f'README lacks {missing} of {parser.prog}'

@@ -101,14 +101,58 @@ def test_select_on_test_and_overwrite(tiny_ave, tmp_path):
     assert len(list(run.glob('*_best_model.pth.tar'))) == 1
 
 
-def test_resume_continues_to_the_same_result(tiny_ave, tmp_path):
-    common = ['--data_root', str(tiny_ave), '--batch_size', '8', '--no_progress', *SMALL_FLAGS]
-    straight = main('supervised', common + ['--snapshot_pref', str(tmp_path / 'a'), '--n_epoch', '3'])
-    main('supervised', common + ['--snapshot_pref', str(tmp_path / 'b'), '--n_epoch', '1'])
-    resumed = main('supervised', ['--resume', str(tmp_path / 'b' / 'last.pth.tar'), '--n_epoch', '3',
-                                  '--no_progress'])
-    untimed = lambda history: [{k: v for k, v in r.items() if 'seconds' not in k} for r in history]
-    assert untimed(resumed['history']) == untimed(straight['history'])
-    a = load_checkpoint(tmp_path / 'a' / 'last.pth.tar')['model']
-    b = load_checkpoint(tmp_path / 'b' / 'last.pth.tar')['model']
-    assert all(torch.equal(a[k], b[k]) for k in a)
+def test_compile_flag_runs_the_compiled_model_and_saves_plain_weights(tiny_ave, tmp_path, monkeypatch):
+    calls = []
+    real_compile = torch.compile
+
+    def eager_compile(model, **kwargs):   # the real wrapper, without inductor's compile time
+        calls.append(model)
+        return real_compile(model, backend='eager')
+
+    monkeypatch.setattr(torch, 'compile', eager_compile)
+    run = tmp_path / 'run'
+    result = main('supervised', ['--data_root', str(tiny_ave), '--snapshot_pref', str(run),
+                                 '--n_epoch', '1', '--batch_size', '8', '--no_progress',
+                                 '--compile', *SMALL_FLAGS])
+    assert len(calls) == 1 and result['epochs_done'] == 1
+    state = load_checkpoint(run / 'last.pth.tar')
+    assert not any(k.startswith('_orig_mod') for k in state['model'])
+    assert state['config']['compile'] is True
+
+
+def test_run_folder_has_the_best_epochs_report(trained):
+    run, _ = trained
+    metrics = json.loads((run / 'metrics.json').read_text())
+    report = json.loads((run / 'report.json').read_text())
+    assert report['epoch'] == metrics['best_epoch'] and report['checkpoint'] == best_checkpoint(run).name
+    for split in ('val', 'test'):   # the same numbers as the training loop's
+        assert report['splits'][split]['accuracy'] == metrics[f'{split}_accuracy']
+        assert sum(map(sum, report['splits'][split]['confusion'])) == report['splits'][split]['segments']
+    text = (run / 'report.md').read_text()
+    assert '## val split' in text and '## test split' in text and 'Event vs background' in text
+
+
+def test_tensorboard_has_per_class_and_confusion_images(trained):
+    run, _ = trained
+    events = EventAccumulator(str(run / 'tensorboard'), size_guidance={'images': 0})
+    events.Reload()
+    tags = set(events.Tags()['images'])
+    assert {f'{kind}/{split}' for kind in ('per_class_accuracy', 'confusion_matrix')
+            for split in ('val', 'test')} <= tags
+    # tb_images_every (default 10) is past this 2-epoch run's end: images of the last epoch
+    assert [e.step for e in events.Images('confusion_matrix/val')] == [2]
+
+
+def test_evaluate_report_writes_the_test_report(trained, tiny_ave, tmp_path):
+    run, _ = trained
+    metrics = json.loads((run / 'metrics.json').read_text())
+    proc = run_script('supv_test.sh', '--data_root', tiny_ave, '--resume', best_checkpoint(run),
+                      '--no_progress', '--report', tmp_path / 'report')
+    report = json.loads((tmp_path / 'report' / 'report.json').read_text())
+    assert report['splits']['test']['accuracy'] == pytest.approx(metrics['test_accuracy'], abs=1e-9)
+    assert printed_test_accuracy(proc.stdout) == pytest.approx(metrics['test_accuracy'], abs=5e-4)
+    assert 'event vs background: precision' in proc.stdout
+    assert {p.name for p in (tmp_path / 'report').iterdir()} == {
+        'report.json', 'report.md', 'confusion_matrix.png', 'per_class_accuracy.png'}
+    alone = run_script('supv_train.sh', '--report', tmp_path / 'r2', check=False)
+    assert alone.returncode == 2 and '--report goes with --evaluate' in alone.stderr

@@ -1,9 +1,7 @@
 """Checkpoints that survive crashes: atomic writes, RNG state, clear errors on load."""
 import os
-import pickle
 import random
 import tempfile
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +12,8 @@ from utils.errors import UserError
 LAST = 'last.pth.tar'
 BEST_PATTERN = 'model_epoch_{epoch}_top1_{acc:.3f}_task_{task}_best_model.pth.tar'
 TASK_NAMES = {'supervised': 'Supervised', 'weak': 'WeaklySupervised'}
+# atomic_write's temporary files are '.<name>.<random>.tmp'; a killed process leaves one.
+TEMP_SUFFIX = '.tmp'
 
 
 def best_name(epoch, acc, setting):
@@ -26,21 +26,25 @@ def atomic_write(path, write):
     A crash at any moment leaves either the old file or the new one, never a partial one.
     """
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', suffix='.tmp', dir=path.parent)
     try:
-        with os.fdopen(fd, 'wb') as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)   # make the rename itself durable
-    finally:
-        os.close(dir_fd)
+        fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', suffix=TEMP_SUFFIX, dir=path.parent)
+        try:
+            with os.fdopen(fd, 'wb') as f:
+                write(f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)   # make the rename itself durable
+        finally:
+            os.close(dir_fd)
+    except OSError as e:   # a full disk, a vanished or read-only folder
+        raise UserError(f'could not write {path} ({e.strerror or e}); the previous {path.name}, '
+                        'if any, is intact; free disk space or choose another folder') from None
 
 
 def save_checkpoint(state, path):
@@ -59,10 +63,10 @@ def load_checkpoint(path):
                         'a run folder (--snapshot_pref)')
     try:
         state = torch.load(path, map_location='cpu', weights_only=False)
-    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, OSError,
-            ValueError) as e:
+    except Exception as e:   # a damaged file fails anywhere in zip, pickle or tensor decoding
+        reason = (str(e).splitlines() or [type(e).__name__])[0][:120]
         raise UserError(f'checkpoint {path} is corrupt or not a PyTorch checkpoint '
-                        f'({str(e).splitlines()[0][:120]}); use another checkpoint of the run')
+                        f'({reason}); use another checkpoint of the run') from None
     if not isinstance(state, dict) or 'model' not in state or 'config' not in state:
         raise UserError(f'{path} is not a DMIN checkpoint of this repository (no model/config '
                         'inside); use a checkpoint written by supv_main.py or weak_main.py')

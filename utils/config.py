@@ -18,7 +18,7 @@ CHOICES = {'select_on': ('val', 'test'), 'feature_dtype': ('float32', 'float16')
 # Keys that may differ from a checkpoint's config when resuming it: where the data and the
 # run live, the hardware, and how long to train. Everything else continues as it was.
 RESUME_OVERRIDABLE = ('data_root', 'snapshot_pref', 'device', 'num_threads', 'n_epoch',
-                      'progress')
+                      'progress', 'compile')
 _HELP_LINE = re.compile(r'^(\w+):.*?#\s*(.*)$')
 
 
@@ -77,8 +77,15 @@ def _describe(default):
     return {int: 'an integer', float: 'a number', str: 'a string'}[type(default)]
 
 
+class Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are one line (a UserError), not the whole usage."""
+
+    def error(self, message):
+        raise UserError(f'{message}; see {self.prog} --help')
+
+
 def build_parser(setting, defaults, helps, prog):
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog=prog, argument_default=argparse.SUPPRESS,
         description=f'Train or evaluate {setting} DMIN on AVE features. Defaults come from '
                     f'configs/base.yaml and configs/{setting}.yaml.')
@@ -89,6 +96,9 @@ def build_parser(setting, defaults, helps, prog):
                           'checkpoint to evaluate)')
     run.add_argument('--evaluate', action='store_true',
                      help='only evaluate the --resume checkpoint on the test split')
+    run.add_argument('--report', metavar='DIR',
+                     help='with --evaluate: also write report.json, report.md and the '
+                          'confusion-matrix and per-class PNGs of the test split to DIR')
     run.add_argument('--overwrite', action='store_true',
                      help='start afresh in a --snapshot_pref that holds a previous run, '
                           'deleting its checkpoints, logs and metrics')
@@ -114,11 +124,11 @@ def parse_config(setting, argv=None, prog=None):
     """Parse the command line of `setting`.
 
     Returns (cfg, run, explicit): the resolved config dict, the run-mode options
-    (config, resume, evaluate, overwrite) and the set of keys given on the command line.
+    (config, resume, evaluate, overwrite, report) and the set of keys given on the command line.
     """
     defaults, helps = default_config(setting)
     args = vars(build_parser(setting, defaults, helps, prog).parse_args(argv))
-    run = {k: args.pop(k, None) for k in ('config', 'resume', 'evaluate', 'overwrite')}
+    run = {k: args.pop(k, None) for k in ('config', 'resume', 'evaluate', 'overwrite', 'report')}
     run['evaluate'] = bool(run['evaluate'])
     run['overwrite'] = bool(run['overwrite'])
     cfg = dict(defaults)
@@ -139,7 +149,7 @@ def validate(cfg):
         if not ok:
             raise UserError(f'--{key} {cfg[key]!r} is invalid: {what}')
 
-    for key in ('n_epoch', 'num_threads'):
+    for key in ('n_epoch', 'num_threads', 'tb_images_every'):
         need(cfg[key] >= 0, key, 'must be >= 0')
     for key in ('batch_size', 'eval_batch_size', 'd_model', 'n_heads', 'ff_dim',
                 'encoder_layers', 'agta_hidden', 'mfb_factor', 'fusion_heads'):
@@ -172,11 +182,12 @@ def validate(cfg):
 
 def resume_config(saved, cfg, explicit, path):
     """The config of a resumed run: the checkpoint's, with the overridable flags given now."""
-    resumed = dict(saved)
+    # Keys added to the repository after the checkpoint was written take today's value.
+    resumed = {**cfg, **saved}
     for key in explicit:
         if key in RESUME_OVERRIDABLE:
             resumed[key] = cfg[key]
-        elif cfg[key] != saved.get(key):
+        elif key in saved and cfg[key] != saved[key]:
             raise UserError(f'--{key} {cfg[key]!r} differs from the value {saved.get(key)!r} '
                             f'stored in {path}; a resumed run keeps its config (only '
                             f"{', '.join('--' + k for k in RESUME_OVERRIDABLE)} may change)")

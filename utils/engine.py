@@ -59,9 +59,10 @@ def train_one_epoch(model, criterion, data, optimizer, epoch, cfg, generator, pr
             bad = ~torch.isfinite(loss) & (first_bad < 0)
             first_bad = torch.where(bad, torch.full_like(first_bad, step + 1), first_bad)
     if int(first_bad) >= 0:
+        kept = (f'last.pth.tar of epoch {epoch - 1} is kept' if epoch > 1
+                else 'no checkpoint was written')
         raise NonFiniteLoss(f'loss became NaN or Inf at epoch {epoch}, step {int(first_bad)}; '
-                            'training stopped and the last good checkpoint (last.pth.tar of the '
-                            'previous epoch) is kept; try a lower --lr or --clip_gradient')
+                            f'training stopped and {kept}; try a lower --lr or --clip_gradient')
     means = (sums / len(rows)).tolist()
     stats = dict(zip(names, means[:-1]))
     stats['loss'] = means[-1]

@@ -12,10 +12,14 @@ class UserError(Exception):
 
 
 EXIT_USER_ERROR = 2
+EXIT_INTERRUPTED = 130   # 128 + SIGINT, as shells report a Ctrl-C
 
 
 def exit_on_user_error(main):
-    """Run `main`; a UserError prints 'error: <message>' to stderr and exits with status 2."""
+    """Run `main`; a UserError prints 'error: <message>' to stderr and exits with status 2.
+
+    Ctrl-C prints one line on how to continue and exits with status 130.
+    """
 
     @functools.wraps(main)
     def wrapper(*args, **kwargs):
@@ -25,5 +29,9 @@ def exit_on_user_error(main):
             logging.getLogger('dmin').debug('stopped: %s', e)
             print(f'error: {e}', file=sys.stderr)
             sys.exit(EXIT_USER_ERROR)
+        except KeyboardInterrupt:
+            print('interrupted: every checkpoint written so far is intact; continue a training '
+                  'run with --resume <its run folder>/last.pth.tar', file=sys.stderr)
+            sys.exit(EXIT_INTERRUPTED)
 
     return wrapper

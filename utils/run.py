@@ -8,7 +8,7 @@ import torch
 from torch.utils.tensorboard import SummaryWriter
 
 from dataset.ave import load_ave
-from dataset.layout import LABEL_NAMES
+from dataset.layout import LABEL_NAMES, ORDER_FILES
 from model import build_criterion, build_model, count_parameters
 from utils.checkpoint import (LAST, best_name, load_checkpoint, load_model_state, restore_rng_state,
                               rng_state, save_checkpoint, seed_everything, write_text)
@@ -16,7 +16,8 @@ from utils.config import RESUME_OVERRIDABLE, dump_config, parse_config, resume_c
 from utils.engine import evaluate, train_one_epoch
 from utils.errors import UserError, exit_on_user_error
 from utils.logger import setup_logging
-from utils.run_dir import BEST_GLOB, copy_source, prepare_run_dir
+from utils.metrics import event_summary, report, report_markdown
+from utils.run_dir import copy_source, keep_best, prepare_run_dir
 
 SCRIPTS = {'supervised': ('supv_train.sh', 'supv_test.sh'), 'weak': ('weak_train.sh', 'weak_test.sh')}
 # Flags that may differ from a checkpoint's config when only evaluating it.
@@ -54,6 +55,11 @@ def check_setting(state, setting, path):
                         f'use {train_sh} / {test_sh} for it')
 
 
+def compiled(model, cfg):
+    """torch.compile(model) with --compile, else the model itself (same parameters)."""
+    return torch.compile(model) if cfg['compile'] else model
+
+
 def feature_dtype(cfg):
     return getattr(torch, cfg['feature_dtype'])
 
@@ -62,6 +68,9 @@ def feature_dtype(cfg):
 def main(setting, argv=None, prog=None):
     """Run the command line of `setting` ('supervised' or 'weak'); returns metrics."""
     cfg, run, explicit = parse_config(setting, argv, prog)
+    if run['report'] and not run['evaluate']:
+        raise UserError('--report goes with --evaluate; a training run writes report.json and '
+                        'report.md of its best epoch to its run folder by itself')
     if run['evaluate']:
         return evaluate_checkpoint(setting, cfg, run, explicit)
     return train(setting, cfg, run, explicit)
@@ -75,11 +84,12 @@ def evaluate_checkpoint(setting, cfg, run, explicit):
     state = load_checkpoint(path)
     check_setting(state, setting, path)
     saved = dict(state['config'])
-    cfg = {**saved, **{k: cfg[k] for k in explicit if k in EVAL_OVERRIDABLE}}
     for key in sorted(explicit - set(EVAL_OVERRIDABLE)):
-        if cfg.get(key) != saved.get(key):
+        if cfg[key] != saved.get(key):
             raise UserError(f'--{key} cannot change when evaluating a checkpoint; its value '
                             f'comes from {path}')
+    # Keys added to the repository after the checkpoint was written take today's value.
+    cfg = {**cfg, **saved, **{k: cfg[k] for k in explicit if k in EVAL_OVERRIDABLE}}
     log = setup_logging()
     configure_torch(cfg)
     device = resolve_device(cfg['device'])
@@ -87,9 +97,16 @@ def evaluate_checkpoint(setting, cfg, run, explicit):
                     feature_dtype=feature_dtype(cfg), progress=cfg['progress'])
     model = build_model(cfg, setting).to(device)
     load_model_state(model, state, path)
-    acc, _ = evaluate(model, data, 'test', cfg, cfg['progress'])
+    acc, preds = evaluate(compiled(model, cfg), data, 'test', cfg, cfg['progress'])
+    rep = report(data.segment[data.splits['test']], preds)
     log.info(f'checkpoint {path} (epoch {state["epoch"]}) on {data.num_videos("test")} test videos')
     log.info(f'test accuracy: {acc:.3f}')
+    log.info(event_summary(rep))
+    if run['report']:
+        save_evaluation_report(run['report'], rep, {'setting': setting, 'epoch': state['epoch'],
+                                                    'checkpoint': str(path)})
+        log.info(f"report: {Path(run['report']) / 'report.md'} (with report.json, "
+                 'confusion_matrix.png, per_class_accuracy.png)')
     return {'test_accuracy': acc, 'epoch': state['epoch']}
 
 
@@ -104,8 +121,7 @@ def train(setting, cfg, run, explicit):
         cfg = resume_config(state['config'], cfg, explicit, run['resume'])
         if 'snapshot_pref' not in explicit:
             cfg['snapshot_pref'] = str(Path(run['resume']).parent)
-    folder = prepare_run_dir(cfg['snapshot_pref'], resuming=state is not None,
-                             overwrite=run['overwrite'])
+    folder = prepare_run_dir(cfg['snapshot_pref'], resume=run['resume'], overwrite=run['overwrite'])
     log = setup_logging(folder / 'train.log')
     configure_torch(cfg)
     device = resolve_device(cfg['device'])
@@ -118,7 +134,10 @@ def train(setting, cfg, run, explicit):
     label, baseline = majority_baseline(data)
     model = build_model(cfg, setting).to(device)
     criterion = build_criterion(cfg, setting)
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg['lr'], weight_decay=cfg['weight_decay'])
+    # The fused kernel updates all parameters in one launch on CUDA; CPU keeps the default.
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg['lr'], weight_decay=cfg['weight_decay'],
+                                 fused=device.type == 'cuda')
+    net = compiled(model, cfg)   # what runs; `model` is what is saved
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, cfg['lr_milestones'],
                                                      cfg['lr_gamma'])
     best = {'epoch': 0, 'selected': None, 'val_accuracy': None, 'test_accuracy': None,
@@ -130,7 +149,7 @@ def train(setting, cfg, run, explicit):
         scheduler.load_state_dict(state['scheduler'])
         restore_rng_state(state['rng'], generator)
         best, history, start = state['best'], state['history'], state['epoch'] + 1
-        remove_stale_best(folder, best['checkpoint'])
+        keep_best(folder, best['checkpoint'], Path(run['resume']).parent)
         log.info(f"resuming {run['resume']} at epoch {start}")
     else:
         copy_source(folder)
@@ -143,16 +162,24 @@ def train(setting, cfg, run, explicit):
     for epoch in range(start, cfg['n_epoch'] + 1):
         began = time.perf_counter()
         lr = optimizer.param_groups[0]['lr']
-        stats = train_one_epoch(model, criterion, data, optimizer, epoch, cfg, generator,
+        stats = train_one_epoch(net, criterion, data, optimizer, epoch, cfg, generator,
                                 cfg['progress'])
         scheduler.step()
         train_seconds = time.perf_counter() - began
-        val_acc, _ = evaluate(model, data, 'val', cfg, cfg['progress'])
-        test_acc, _ = evaluate(model, data, 'test', cfg, cfg['progress'])
+        val_acc, val_preds = evaluate(net, data, 'val', cfg, cfg['progress'])
+        test_acc, test_preds = evaluate(net, data, 'test', cfg, cfg['progress'])
+        reports = {s: report(data.segment[data.splits[s]], p)
+                   for s, p in (('val', val_preds), ('test', test_preds))}
         record = {'epoch': epoch, 'lr': lr, 'train': stats, 'val_accuracy': val_acc,
                   'test_accuracy': test_acc, 'train_seconds': train_seconds,
                   'seconds': time.perf_counter() - began}
         history.append(record)
+        # TensorBoard first: a run killed after saving last.pth.tar must not lose the epoch's
+        # events (a resumed run purges any events of the epochs it repeats).
+        log_epoch(writer, log, record, criterion.weight_dict)
+        every = cfg['tb_images_every']
+        if every and (epoch % every == 0 or epoch == cfg['n_epoch']):
+            log_report_images(writer, reports, epoch)
         selected = val_acc if cfg['select_on'] == 'val' else test_acc
         previous_best = best['checkpoint']
         if best['selected'] is None or selected > best['selected']:
@@ -162,6 +189,8 @@ def train(setting, cfg, run, explicit):
                             folder / name)
             best = {'epoch': epoch, 'selected': selected, 'val_accuracy': val_acc,
                     'test_accuracy': test_acc, 'checkpoint': name}
+            write_report(folder, reports, {'setting': setting, 'epoch': epoch, 'checkpoint': name,
+                                           'select_on': cfg['select_on']})
         # last.pth.tar names the new best before the old best is deleted, so a crash at any
         # point leaves a last.pth.tar whose best checkpoint exists.
         save_checkpoint({'setting': setting, 'epoch': epoch, 'model': model.state_dict(),
@@ -170,8 +199,8 @@ def train(setting, cfg, run, explicit):
                          'config': cfg}, folder / LAST)
         if previous_best and previous_best != best['checkpoint']:
             (folder / previous_best).unlink(missing_ok=True)
-        write_text(folder / 'metrics.json', json.dumps(metrics(setting, cfg, best, history, baseline), indent=1))
-        log_epoch(writer, log, record, criterion.weight_dict)
+        write_text(folder / 'metrics.json',
+                   json.dumps(metrics(setting, cfg, best, history, baseline), indent=1))
     writer.close()
 
     summary = metrics(setting, cfg, best, history, baseline)
@@ -190,13 +219,6 @@ def majority_baseline(data):
     label = int(torch.bincount(data.segment[data.splits['train']].flatten()).argmax())
     return label, {f'{s}_accuracy': 100.0 * float((data.segment[data.splits[s]] == label).float().mean())
                    for s in ('val', 'test')}
-
-
-def remove_stale_best(folder, keep):
-    """Delete best checkpoints a crashed run wrote after the state being resumed."""
-    for path in folder.glob(BEST_GLOB):
-        if path.name != keep:
-            path.unlink()
 
 
 def metrics(setting, cfg, best, history, baseline):
@@ -220,3 +242,41 @@ def log_epoch(writer, log, record, weight_dict):
     log.info(f"epoch {epoch:3d} | lr {record['lr']:.2e} | loss {train['loss']:.4f} ({terms}) | "
              f"train {train['accuracy']:.2f} | val {record['val_accuracy']:.2f} | "
              f"test {record['test_accuracy']:.2f} | {record['seconds']:.1f}s")
+
+
+def write_report(folder, reports, header):
+    """report.json ({**header, 'splits': {split: metrics.report}}) and report.md in `folder`."""
+    write_text(folder / 'report.json', json.dumps({**header, 'splits': reports}, indent=1))
+    where = f" (epoch {header['epoch']}, {header['checkpoint']})" if 'epoch' in header else ''
+    pages = [f"# Evaluation report: {header['setting']} DMIN{where}", '']
+    pages += [report_markdown(rep, f'{split} split' if split in ORDER_FILES else split)
+              for split, rep in reports.items()]
+    write_text(folder / 'report.md', '\n'.join(pages))
+
+
+def save_evaluation_report(folder, rep, header):
+    """--evaluate --report DIR: the test split's report files and figures in DIR."""
+    from utils import plots
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UserError(f'--report {folder} cannot be created ({e.strerror}); choose a folder '
+                        'you can write to')
+    write_report(folder, {'test': rep}, header)
+    plots.save_report_figures(folder, rep, 'test split')
+
+
+def log_report_images(writer, reports, epoch):
+    """Per-class accuracy bars and the confusion matrix of each split, as TensorBoard images."""
+    from utils import plots   # matplotlib loads only when images are wanted
+    for split, rep in reports.items():
+        bars = plots.per_class_figure(rep['per_class'], rep['accuracy'],
+                                      title=f'Per-class accuracy, {split}, epoch {epoch}')
+        writer.add_image(f'per_class_accuracy/{split}', plots.to_image(bars), epoch,
+                         dataformats='HWC')
+        matrix = plots.confusion_figure(rep['confusion'],
+                                        title=f'Confusion matrix, {split}, epoch {epoch}')
+        writer.add_image(f'confusion_matrix/{split}', plots.to_image(matrix), epoch,
+                         dataformats='HWC')
+    writer.flush()

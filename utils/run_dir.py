@@ -2,12 +2,12 @@
 import shutil
 from pathlib import Path
 
-from utils.checkpoint import LAST
+from utils.checkpoint import LAST, TEMP_SUFFIX, atomic_write
 from utils.errors import UserError
 
 REPO = Path(__file__).resolve().parents[1]
 # What a run writes; --overwrite deletes exactly these and nothing else of the folder.
-RUN_FILES = ('config.yaml', 'metrics.json', 'train.log', LAST)
+RUN_FILES = ('config.yaml', 'metrics.json', 'train.log', 'report.json', 'report.md', LAST)
 RUN_DIRS = ('tensorboard', 'code')
 BEST_GLOB = 'model_epoch_*_best_model.pth.tar'
 SOURCE_GLOBS = ('*.py', '*.sh', '*.md', 'requirements.txt', 'configs/*.yaml', 'dataset/*.py',
@@ -15,19 +15,28 @@ SOURCE_GLOBS = ('*.py', '*.sh', '*.md', 'requirements.txt', 'configs/*.yaml', 'd
 
 
 def holds_run(folder):
-    return any((folder / f).exists() for f in RUN_FILES) or any(folder.glob(BEST_GLOB))
+    """True once a run in `folder` has finished an epoch: then it has results to protect.
+
+    A start that failed before its first epoch (bad data, Ctrl-C) leaves only a log and
+    the config, and the next start may reuse the folder.
+    """
+    return ((folder / LAST).exists() or (folder / 'metrics.json').exists()
+            or any(folder.glob(BEST_GLOB)))
 
 
-def prepare_run_dir(folder, resuming, overwrite):
-    """Create `folder` for a new run (or reuse it for --resume); refuse to clobber a run."""
+def prepare_run_dir(folder, resume=None, overwrite=False):
+    """Create `folder` for a new run, or reuse it to continue the checkpoint `resume` it holds.
+
+    A folder holding another run is refused unless `overwrite`, which clears that run first.
+    Temporary files that a killed run left behind are deleted.
+    """
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
         raise UserError(f'--snapshot_pref {folder} is a file, not a folder; choose another path')
-    if not resuming and folder.is_dir() and holds_run(folder):
+    continuing = resume is not None and Path(resume).parent.resolve() == folder.resolve()
+    if not continuing and folder.is_dir() and holds_run(folder):
         if not overwrite:
-            raise UserError(f'--snapshot_pref {folder} already holds a run; continue it with '
-                            f'--resume {folder / LAST}, start afresh with --overwrite, or choose '
-                            'another --snapshot_pref')
+            raise UserError(refusal(folder, resume))
         for f in RUN_FILES:
             (folder / f).unlink(missing_ok=True)
         for f in folder.glob(BEST_GLOB):
@@ -42,7 +51,36 @@ def prepare_run_dir(folder, resuming, overwrite):
     except OSError as e:
         raise UserError(f'--snapshot_pref {folder} is not writable ({e.strerror}); choose a '
                         'folder you can write to')
+    for name in RUN_FILES + (BEST_GLOB,):
+        for tmp in folder.glob(f'.{name}.*{TEMP_SUFFIX}'):
+            tmp.unlink()
     return folder
+
+
+def keep_best(folder, keep, source):
+    """Leave `keep` as the only best checkpoint in `folder` when resuming a run from `source`.
+
+    Deletes the best checkpoints a killed run wrote after the state being resumed, and
+    copies `keep` over from `source` when the run continues in another folder.
+    """
+    for path in folder.glob(BEST_GLOB):
+        if path.name != keep:
+            path.unlink()
+    if keep and not (folder / keep).exists() and (source / keep).is_file():
+        with open(source / keep, 'rb') as src:
+            atomic_write(folder / keep, lambda f: shutil.copyfileobj(src, f))
+
+
+def refusal(folder, resume):
+    """The message refusing to start in `folder`, which holds a run: what to do instead."""
+    if resume is not None:
+        return (f'--snapshot_pref {folder} already holds another run; resume {resume} into an '
+                'empty folder, or pass --overwrite to delete that run first')
+    if (folder / LAST).exists():
+        return (f'--snapshot_pref {folder} already holds a run; continue it with --resume '
+                f'{folder / LAST}, start afresh with --overwrite, or choose another --snapshot_pref')
+    return (f'--snapshot_pref {folder} holds a run that stopped before saving {LAST}, so it '
+            'cannot be resumed; start afresh with --overwrite, or choose another --snapshot_pref')
 
 
 def copy_source(folder):

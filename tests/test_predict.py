@@ -1,0 +1,185 @@
+"""tools/predict.py and predict.sh: segment predictions, event intervals, CSV, plots, errors."""
+import csv
+import json
+import subprocess
+import sys
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+from dataset.ave import load_ave
+from dataset.layout import BACKGROUND, LABEL_NAMES
+from tests.helpers import REPO, SMALL_FLAGS, best_checkpoint, run_script
+from tests.test_plots import png_size
+from tools.predict import load_model
+from tools.predict import main as predict
+from utils.plots import SIZES
+from utils.run import main as train
+
+
+@pytest.fixture(scope='module')
+def checkpoints(micro_ave, tmp_path_factory):
+    """{setting: best checkpoint} of a 1-epoch run of each setting on the micro set."""
+    runs = tmp_path_factory.mktemp('predict_runs')
+    found = {}
+    for setting, task in (('supervised', 'Supervised'), ('weak', 'WeaklySupervised')):
+        train(setting, ['--data_root', str(micro_ave), '--snapshot_pref', str(runs / setting),
+                        '--n_epoch', '1', '--batch_size', '16', '--no_progress',
+                        '--tb_images_every', '0', *SMALL_FLAGS])
+        found[setting] = best_checkpoint(runs / setting, task)
+    return found
+
+
+@pytest.fixture(scope='module')
+def predicted(checkpoints, tiny_ave, tmp_path_factory):
+    """predict.py on the 52 training videos of tiny_ave, with CSV and plots."""
+    out = tmp_path_factory.mktemp('predicted')
+    doc = predict(['--checkpoint', str(checkpoints['supervised']), '--data_root', str(tiny_ave),
+                   '--split', 'train', '--out', str(out / 'preds.json'), '--csv',
+                   str(out / 'events.csv'), '--plot', str(out / 'plots'), '--plot_videos', '3',
+                   '--device', 'cpu', '--no_progress'])
+    return out, doc
+
+
+def model_outputs(checkpoint, data, rows):
+    """(preds, confidence, labels) of tensor `rows` of AVEData `data`, straight from the model."""
+    model, _, _ = load_model(checkpoint, None, torch.device('cpu'))
+    audio, visual, targets = data.batch(rows)
+    with torch.no_grad():
+        outputs = model(audio, visual)
+    return model.predict(outputs), model.confidence(outputs), targets['segment']
+
+
+def split_outputs(checkpoint, data_root, split):
+    data = load_ave(data_root, (split,), progress=False)
+    return model_outputs(checkpoint, data, data.splits[split])
+
+
+def segments_from_events(events, length=10):
+    classes = [BACKGROUND] * length
+    for e in events:
+        assert 0 <= e['start_s'] < e['end_s'] <= length
+        classes[e['start_s']:e['end_s']] = [e['class']] * (e['end_s'] - e['start_s'])
+    return classes
+
+
+def test_json_holds_the_models_segments_and_matching_intervals(predicted, checkpoints, tiny_ave):
+    out, doc = predicted
+    assert json.loads((out / 'preds.json').read_text()) == doc
+    preds, confidence, labels = split_outputs(checkpoints['supervised'], tiny_ave, 'train')
+    videos = doc['videos']
+    assert doc['setting'] == 'supervised' and doc['num_videos'] == len(videos) == len(preds)
+    assert [[s['class'] for s in v['segments']] for v in videos] == preds.tolist()
+    assert [[s['label'] for s in v['segments']] for v in videos] == labels.tolist()
+    got = torch.tensor([[s['confidence'] for s in v['segments']] for v in videos])
+    assert torch.allclose(got, confidence, atol=1e-4)
+    assert doc['accuracy'] == pytest.approx(100.0 * float((preds == labels).float().mean()))
+    for v, p, c in zip(videos, preds.tolist(), confidence):
+        # The events rebuild the segment predictions exactly, and never touch background.
+        assert segments_from_events(v['events']) == p
+        assert segments_from_events(v['true_events']) == [s['label'] for s in v['segments']]
+        for e in v['events']:
+            assert e['class_name'] == LABEL_NAMES[e['class']] and e['class'] != BACKGROUND
+            assert e['score'] == pytest.approx(float(c[e['start_s']:e['end_s']].mean()), abs=1e-4)
+        # consecutive events of one class would have been merged
+        assert all(a['end_s'] < b['start_s'] or a['class'] != b['class']
+                   for a, b in zip(v['events'], v['events'][1:]))
+
+
+def test_csv_has_one_row_per_event(predicted):
+    out, doc = predicted
+    with open(out / 'events.csv') as f:
+        rows = list(csv.DictReader(f))
+    expected = [(v['row'], e['class'], e['start_s'], e['end_s']) for v in doc['videos']
+                for e in v['events']]
+    assert [(int(r['row']), int(r['class']), int(r['start_s']), int(r['end_s'])) for r in rows] \
+        == expected
+
+
+def test_plots_are_timelines_and_the_report(predicted):
+    out, doc = predicted
+    timelines = sorted((out / 'plots').glob('timeline_*.png'))
+    assert [p.name for p in timelines] == [f"timeline_{i:04d}_row{v['row']}.png"
+                                           for i, v in enumerate(doc['videos'][:3])]
+    assert all(png_size(p) == SIZES['timeline'] for p in timelines)
+    assert png_size(out / 'plots' / 'confusion_matrix.png') == SIZES['confusion']
+    assert png_size(out / 'plots' / 'per_class_accuracy.png') == SIZES['per_class']
+    rep = json.loads((out / 'plots' / 'report.json').read_text())
+    assert rep['splits']['train']['accuracy'] == doc['accuracy']
+
+
+def test_weak_checkpoint_through_predict_sh(checkpoints, micro_ave, tmp_path):
+    proc = run_script('predict.sh', '--checkpoint', checkpoints['weak'], '--data_root', micro_ave,
+                      '--out', tmp_path / 'weak.json', '--no_progress')
+    doc = json.loads((tmp_path / 'weak.json').read_text())
+    preds, _, _ = split_outputs(checkpoints['weak'], micro_ave, 'test')
+    assert doc['setting'] == 'weak' and doc['input']['split'] == 'test'
+    assert [[s['class'] for s in v['segments']] for v in doc['videos']] == preds.tolist()
+    assert 'segment accuracy' in proc.stdout
+
+
+def test_new_videos_from_h5_files_with_annotations(checkpoints, tiny_ave, tmp_path):
+    rows = [5, 0, 9]
+    files = {}
+    for name, source in (('audio', 'audio_feature.h5'), ('visual', 'visual_feature.h5')):
+        with h5py.File(tiny_ave / source, 'r') as f:
+            features = f['avadataset'][()][rows].astype(np.float64)   # any float dtype
+        files[name] = tmp_path / f'{name}.h5'
+        with h5py.File(files[name], 'w') as f:
+            f['avadataset'] = features
+    annotations = tmp_path / 'Annotations.txt'
+    annotations.write_text(''.join(f'Bark&vid_{i}&good&2&6\n' for i in range(len(rows))))
+    doc = predict(['--checkpoint', str(checkpoints['supervised']), '--audio', str(files['audio']),
+                   '--visual', str(files['visual']), '--annotations', str(annotations),
+                   '--out', str(tmp_path / 'new.json'), '--plot', str(tmp_path / 'plots'),
+                   '--plot_videos', '1', '--no_progress'])
+    data = load_ave(tiny_ave, progress=False)
+    tensor_rows = torch.tensor([int(np.flatnonzero(data.source_rows == r)[0]) for r in rows])
+    preds, _, _ = model_outputs(checkpoints['supervised'], data, tensor_rows)
+    assert [[s['class'] for s in v['segments']] for v in doc['videos']] == preds.tolist()
+    assert [v['row'] for v in doc['videos']] == [0, 1, 2]
+    assert [v['video_id'] for v in doc['videos']] == ['vid_0', 'vid_1', 'vid_2']
+    assert 'accuracy' not in doc and 'label' not in doc['videos'][0]['segments'][0]
+    assert [p.name for p in (tmp_path / 'plots').iterdir()] == ['timeline_0000_vid_0.png']
+
+
+def run_predict(*args):
+    return subprocess.run([sys.executable, str(REPO / 'tools' / 'predict.py'), *map(str, args)],
+                          capture_output=True, text=True, cwd=REPO)
+
+
+def one_line_error(returncode, stderr, *words):
+    assert returncode == 2, stderr
+    assert stderr.startswith('error: ') and stderr.strip().count('\n') == 0, stderr
+    for word in words:
+        assert word in stderr
+
+
+def test_setting_mismatch_from_the_command_line(checkpoints, tiny_ave, tmp_path):
+    proc = run_predict('--checkpoint', checkpoints['supervised'], '--setting', 'weak',
+                       '--data_root', tiny_ave, '--out', tmp_path / 'x.json')
+    one_line_error(proc.returncode, proc.stderr, 'supervised checkpoint, not weak')
+
+
+def test_bad_inputs_are_one_line_errors(checkpoints, tiny_ave, tmp_path, capsys):
+    bad = tmp_path / 'audio64.h5'
+    with h5py.File(bad, 'w') as f:
+        f['avadataset'] = np.zeros((2, 10, 64), np.float32)
+    ckpt, missing = str(checkpoints['supervised']), str(tmp_path / 'none.h5')
+    cases = [
+        (['--checkpoint', missing, '--data_root', str(tiny_ave)], ['not found']),
+        (['--checkpoint', ckpt, '--audio', missing, '--visual', missing], ['--audio', 'not found']),
+        (['--checkpoint', ckpt, '--audio', str(bad), '--visual', str(bad)],
+         ['(2, 10, 64)', '(N, 10, 128)']),
+        (['--checkpoint', ckpt, '--audio', str(bad)], ['--visual']),
+        (['--checkpoint', ckpt, '--data_root', str(tmp_path)], ['not found in data folder']),
+        (['--checkpoint', ckpt, '--data_root', str(tiny_ave), '--annotations', str(bad)],
+         ['--annotations']),
+    ]
+    for argv, words in cases:
+        with pytest.raises(SystemExit) as stop:
+            predict(argv + ['--out', str(tmp_path / 'x.json'), '--no_progress'])
+        one_line_error(stop.value.code, capsys.readouterr().err, *words)
+    assert not (tmp_path / 'x.json').exists()

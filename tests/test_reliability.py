@@ -1,0 +1,326 @@
+"""Nothing is lost: exact resume, crash safety under SIGKILL, determinism, non-finite losses.
+
+The runs use a 24-video synthetic set and the tiny model: what is tested is the bookkeeping
+of the training loop, which does not depend on the model's size.
+"""
+import errno
+import json
+import os
+import random
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+
+import utils.checkpoint
+import utils.engine
+import utils.run
+from dataset.synthetic import generate
+from tests.helpers import REPO, TINY_FLAGS, user_error
+from utils.checkpoint import LAST, load_checkpoint, save_checkpoint
+from utils.errors import UserError
+from utils.run import main
+from utils.run_dir import BEST_GLOB
+
+N_EPOCH = 6
+# Milestones inside the run, so that a resumed run must continue the learning-rate schedule.
+# One thread: the tiny model gains little from more, and a busy machine slows several
+# threads down by 10x or more, which would upset the timing of the kills.
+FLAGS = ['--batch_size', '4', '--lr_milestones', '1', '3', '--num_threads', '1', '--no_progress',
+         *TINY_FLAGS]
+KILL_SEED = 7
+
+
+def argv(data, folder, n_epoch=N_EPOCH, *extra):
+    return ['--data_root', str(data), '--snapshot_pref', str(folder), '--n_epoch', str(n_epoch),
+            *FLAGS, *extra]
+
+
+def same(a, b, where='state'):
+    """Assert that two nested checkpoint values are identical, tensors bit for bit."""
+    if isinstance(a, torch.Tensor):
+        assert isinstance(b, torch.Tensor) and a.dtype == b.dtype and torch.equal(a, b), where
+    elif isinstance(a, np.ndarray):
+        assert np.array_equal(a, b), where
+    elif isinstance(a, dict):
+        assert a.keys() == b.keys(), where
+        for k in a:
+            same(a[k], b[k], f'{where}[{k!r}]')
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b)):
+            same(x, y, f'{where}[{i}]')
+    else:
+        assert a == b, where
+
+
+def untimed(value):
+    """metrics.json or a history without its wall-clock fields, which differ between runs."""
+    if isinstance(value, dict):
+        return {k: untimed(v) for k, v in value.items() if 'seconds' not in k}
+    if isinstance(value, list):
+        return [untimed(v) for v in value]
+    return value
+
+
+def assert_same_run(a, b):
+    """Run folders a and b end in the same state: weights, optimizer, schedule, RNG, metrics."""
+    last_a, last_b = load_checkpoint(a / LAST), load_checkpoint(b / LAST)
+    for key in ('epoch', 'model', 'optimizer', 'scheduler', 'rng', 'best'):
+        same(last_a[key], last_b[key], key)
+    same(untimed(last_a['history']), untimed(last_b['history']), 'history')
+    metrics_a, metrics_b = (json.loads((f / 'metrics.json').read_text()) for f in (a, b))
+    assert untimed(metrics_a) == untimed(metrics_b)
+    best = last_a['best']['checkpoint']
+    same(load_checkpoint(a / best)['model'], load_checkpoint(b / best)['model'], best)
+    assert [p.name for p in b.glob(BEST_GLOB)] == [best]
+
+
+@pytest.fixture(scope='module', autouse=True)
+def torch_threads():
+    """The runs here set torch's thread count (--num_threads); the other tests keep theirs."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope='module')
+def data(tmp_path_factory):
+    """A synthetic set of 24 videos (20/2/2, 2 background) on which the tiny model's best
+    epoch moves within N_EPOCH epochs (1, 3, 4), so best checkpoints get replaced too."""
+    out = tmp_path_factory.mktemp('ave24')
+    generate(out, videos=24, background=2, seed=1, noise=0.5, progress=False)
+    return out
+
+
+@pytest.fixture(scope='module')
+def straight(data, tmp_path_factory):
+    """A supervised run of N_EPOCH epochs in this process, uninterrupted."""
+    folder = tmp_path_factory.mktemp('straight') / 'run'
+    main('supervised', argv(data, folder))
+    return folder
+
+
+@pytest.fixture(scope='module')
+def straight_process(data, tmp_path_factory):
+    """The same run as `straight`, as a user starts it: in a process of its own."""
+    folder = tmp_path_factory.mktemp('straight_process') / 'run'
+    subprocess.run([sys.executable, str(REPO / 'supv_main.py'), *argv(data, folder)],
+                   check=True, capture_output=True, cwd=REPO)
+    return folder
+
+
+# ----------------------------------------------------------------------------- exact resume
+
+def test_supervised_resume_ends_bit_identical_to_a_straight_run(straight, data, tmp_path):
+    folder = tmp_path / 'run'
+    main('supervised', argv(data, folder, 2))
+    resumed = main('supervised', ['--resume', str(folder / LAST), '--n_epoch', str(N_EPOCH),
+                                  '--no_progress'])
+    assert resumed['epochs_done'] == N_EPOCH
+    assert [r['lr'] for r in resumed['history']] == [5e-4, 2.5e-4, 2.5e-4] + [1.25e-4] * 3
+    assert_same_run(straight, folder)
+
+
+def test_weak_resume_with_background_videos_ends_bit_identical(data, tmp_path):
+    main('weak', argv(data, tmp_path / 'straight', 3, '--background'))
+    main('weak', argv(data, tmp_path / 'resumed', 1, '--background'))
+    resumed = main('weak', ['--resume', str(tmp_path / 'resumed' / LAST), '--n_epoch', '3',
+                            '--no_progress'])
+    assert resumed['epochs_done'] == 3 and resumed['setting'] == 'weak'
+    assert_same_run(tmp_path / 'straight', tmp_path / 'resumed')
+
+
+def test_same_seed_gives_the_same_run_in_another_process(straight, straight_process):
+    assert_same_run(straight, straight_process)
+
+
+def test_resume_into_another_folder_spares_its_run_and_brings_the_best_checkpoint(
+        straight, data, tmp_path, capsys):
+    other = tmp_path / 'other'
+    main('supervised', argv(data, other, 1))
+    resume = ['--resume', straight / LAST, '--no_progress']
+    line = user_error(capsys, 'supervised', resume + ['--snapshot_pref', other])
+    assert 'already holds another run' in line and '--overwrite' in line
+    assert load_checkpoint(other / LAST)['epoch'] == 1
+    moved = tmp_path / 'moved'
+    result = main('supervised', [str(a) for a in resume] + ['--snapshot_pref', str(moved)])
+    assert result['epochs_done'] == N_EPOCH
+    assert load_checkpoint(moved / result['best_checkpoint'])['epoch'] == result['best_epoch']
+
+
+# ----------------------------------------------------------------------------- SIGKILL
+
+def start(*args):
+    """Start a training process whose log lines can be read as they come."""
+    return subprocess.Popen([sys.executable, *map(str, args)], cwd=REPO, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            env=dict(os.environ, PYTHONUNBUFFERED='1'))
+
+
+STARTED = ' parameters, device '   # the log line before the first epoch
+
+
+def wait_for(proc, text):
+    for line in proc.stdout:
+        if text in line:
+            return
+    raise AssertionError(f'the run ended (exit {proc.wait()}) before printing {text!r}')
+
+
+def kill(proc, after):
+    """SIGKILL `proc` `after` seconds from now; assert that it was still running then."""
+    time.sleep(after)
+    assert proc.poll() is None, 'the run ended before the kill'
+    proc.kill()
+    proc.communicate()
+
+
+def wait_for_self_kill(proc):
+    output, _ = proc.communicate()
+    assert proc.returncode == -9, output
+
+
+def log_times(run):
+    """Seconds from the start line of `run`'s train.log to each epoch's line: [t1, t2, ...]."""
+    stamps = [(time.mktime(time.strptime(line[:19], '%Y-%m-%d %H:%M:%S')) + int(line[20:23]) / 1000,
+               line) for line in (run / 'train.log').read_text().splitlines()]
+    began = next(t for t, line in stamps if STARTED in line)
+    return [t - began for t, line in stamps if ' | lr ' in line]
+
+
+def intact(run):
+    """The checkpoints a killed run leaves all load; returns the epoch of last.pth.tar (0: none)."""
+    for best in run.glob(BEST_GLOB):
+        load_checkpoint(best)
+    if not (run / LAST).exists():
+        return 0
+    last = load_checkpoint(run / LAST)
+    best = load_checkpoint(run / last['best']['checkpoint'])
+    assert best['epoch'] == last['best']['epoch']
+    if (run / 'metrics.json').exists():   # written just after last.pth.tar
+        done = json.loads((run / 'metrics.json').read_text())['epochs_done']
+        assert done in (last['epoch'] - 1, last['epoch'])
+    return last['epoch']
+
+
+def partial_temp_file(run, name):
+    """The one temporary file of `name` that a write killed half-way left; it does not load."""
+    [temp] = run.glob(f'.{name}.*.tmp')
+    with pytest.raises(UserError, match='corrupt'):
+        load_checkpoint(temp)
+    return temp
+
+
+def test_killed_during_checkpoint_writes_and_at_random_moments_resumes_bit_identical(
+        straight_process, data, tmp_path):
+    run = tmp_path / 'run'
+    fresh = [*argv(data, run), '--overwrite']
+    resume = [REPO / 'supv_main.py', '--resume', run / LAST, '--no_progress']
+    die_while_writing = ['-m', 'tests.die_while_writing', 'supervised']
+    kills = []
+
+    # Half-way through writing epoch 1's best checkpoint: nothing to resume yet.
+    wait_for_self_kill(start(*die_while_writing, 'best_model', 1, *fresh))
+    partial_temp_file(run, 'model_epoch_1_*')
+    assert intact(run) == 0 and not list(run.glob(BEST_GLOB))
+    kills.append('writing the best checkpoint of epoch 1')
+
+    # Half-way through writing epoch 2's last.pth.tar: epoch 1's is intact.
+    wait_for_self_kill(start(*die_while_writing, LAST, 2, *fresh))
+    partial_temp_file(run, LAST)
+    assert intact(run) == 1
+    kills.append('writing last.pth.tar of epoch 2')
+
+    # At random moments of epochs 2 to 4, one in each fifth of an epoch's time: training,
+    # evaluation, checkpoint and metrics writes, logging. An epoch's log line comes after
+    # all of its files are written, so waiting for the line of epoch e-1 and then a part of
+    # an epoch's time lands in epoch e (the first epoch of a process, which warms up, is
+    # timed apart). 2 epochs are left after each, so the run cannot end before its kill.
+    times = log_times(straight_process)
+    first, cycle = times[0], float(np.median(np.diff(times)))
+    rng = random.Random(KILL_SEED)
+    fractions = [(fifth + rng.random()) / 5 for fifth in rng.sample(range(5), 5)]
+    for target, fraction in zip((2, 3, 3, 4, 4), fractions):
+        done = intact(run)
+        target = max(target, done + 1)
+        proc = start(*resume)
+        wait_for(proc, STARTED)
+        if target > done + 1:
+            wait_for(proc, f'epoch {target - 1:3d} |')
+        if target > N_EPOCH - 2:   # only if a kill landed after its epoch's last write
+            fraction /= 2
+        kill(proc, fraction * (first if target == done + 1 else cycle))
+        kills.append(f'{fraction:.0%} into epoch {target} (last.pth.tar of epoch {done} before, '
+                     f'of epoch {intact(run)} after)')
+
+    proc = start(*resume)
+    output, _ = proc.communicate()
+    assert proc.returncode == 0, output
+    print('\n'.join(f'kill {i + 1}: {k}' for i, k in enumerate(kills)))
+    assert len(kills) == 7
+    assert_same_run(straight_process, run)
+    assert not list(run.glob('.*.tmp')), 'the partial files of killed writes are cleaned up'
+
+
+# ----------------------------------------------------------------------------- faults
+
+@pytest.mark.parametrize('value, epoch, step', [(float('nan'), 2, 2), (float('inf'), 1, 3)])
+def test_non_finite_loss_stops_with_epoch_and_step_keeping_the_last_good_checkpoint(
+        value, epoch, step, data, tmp_path, monkeypatch, capsys):
+    steps_per_epoch = 5   # 20 training videos, batch size 4
+    calls = []
+    real_total_loss = utils.engine.total_loss
+
+    def total_loss(terms, weight_dict):
+        calls.append(1)
+        loss = real_total_loss(terms, weight_dict)
+        return loss * value if len(calls) == (epoch - 1) * steps_per_epoch + step else loss
+
+    monkeypatch.setattr(utils.engine, 'total_loss', total_loss)
+    run = tmp_path / 'run'
+    line = user_error(capsys, 'supervised', argv(data, run, 3))
+    assert f'at epoch {epoch}, step {step}' in line and '--lr' in line
+    assert not list(run.glob(f'model_epoch_{epoch}_*'))
+    if epoch == 1:
+        assert 'no checkpoint' in line and not (run / LAST).exists()
+    else:
+        assert f'epoch {epoch - 1}' in line and load_checkpoint(run / LAST)['epoch'] == epoch - 1
+        assert json.loads((run / 'metrics.json').read_text())['epochs_done'] == epoch - 1
+
+
+def test_ctrl_c_exits_with_one_line_and_keeps_the_finished_epochs(
+        data, tmp_path, monkeypatch, capsys):
+    real_train = utils.run.train_one_epoch
+
+    def train_one_epoch(*args, **kwargs):
+        if args[4] == 2:   # the epoch
+            raise KeyboardInterrupt
+        return real_train(*args, **kwargs)
+
+    monkeypatch.setattr(utils.run, 'train_one_epoch', train_one_epoch)
+    with pytest.raises(SystemExit) as e:
+        main('supervised', argv(data, tmp_path / 'run', 3))
+    assert e.value.code == 130
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith('interrupted:') and '--resume' in line
+    assert load_checkpoint(tmp_path / 'run' / LAST)['epoch'] == 1
+
+
+def test_a_failed_write_keeps_the_previous_file_and_is_one_clear_error(tmp_path, monkeypatch):
+    path = tmp_path / LAST
+    save_checkpoint({'model': {}, 'config': {}, 'epoch': 1}, path)
+
+    def disk_full(fd):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(utils.checkpoint.os, 'fsync', disk_full)
+    with pytest.raises(UserError, match=f'could not write {path} .No space left on device.; '
+                                        'the previous last.pth.tar, if any, is intact'):
+        save_checkpoint({'model': {}, 'config': {}, 'epoch': 2}, path)
+    monkeypatch.undo()
+    assert load_checkpoint(path)['epoch'] == 1
+    assert [p.name for p in tmp_path.iterdir()] == [LAST]
