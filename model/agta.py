@@ -68,12 +68,13 @@ class TemporalAttention(nn.Module):
     def forward(self, visual, audio):
         # visual (B, T, P, C), audio (B, T, A)
         B, T, P, _ = visual.shape
-        pv = F.relu(self.visual_proj(visual))                     # (B, T, P, H)
-        pa = F.relu(self.audio_proj(audio)).unsqueeze(2)          # (B, T, 1, H)
-        seq = torch.cat([pv + pa, pa.expand_as(pv)], dim=-1)      # (B, T, P, 2H)
-        seq = seq.permute(0, 2, 1, 3).reshape(B * P, T, -1)       # (B*P, T, 2H)
-        out, _ = self.lstm(seq)                                   # (B*P, T, H)
-        return out.reshape(B, P, T, -1).permute(0, 2, 1, 3)       # (B, T, P, H)
+        # Position-major views, so that the concatenation is already laid out as the LSTM's
+        # batch of B*P sequences and needs no extra copy.
+        pv = F.relu(self.visual_proj(visual)).transpose(1, 2)     # (B, P, T, H)
+        pa = F.relu(self.audio_proj(audio)).unsqueeze(1)          # (B, 1, T, H)
+        seq = torch.cat([pv + pa, pa.expand_as(pv)], dim=-1)      # (B, P, T, 2H)
+        out, _ = self.lstm(seq.view(B * P, T, -1))                # (B*P, T, H)
+        return out.view(B, P, T, -1).transpose(1, 2)              # (B, T, P, H)
 
 
 class AGTA(nn.Module):

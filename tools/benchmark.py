@@ -1,0 +1,231 @@
+"""Measure DMIN's speed and memory on this machine (a benchmark, not a test).
+
+    python tools/benchmark.py [--device cpu cuda] [--amp none bf16] [--data DIR] [--out FILE]
+
+For each device (CPU, and CUDA when present) it measures:
+  - the matrix-multiply peak in float32 and bfloat16 (the reference);
+  - training throughput (videos/s: forward + backward + optimizer step) of both settings,
+    and the achieved FLOP/s as a fraction of the matmul peak of the precision used;
+  - evaluation throughput;
+and, with --data (a folder in the AVE layout, e.g. a full-size float64 synthetic set made
+with `python -m dataset.synthetic --out DIR --float64`), the time and peak resident memory
+of loading it with float32 and float16 storage. It prints a table and writes JSON.
+FLOPs are counted once: matmuls with torch.utils.flop_counter, plus the BiLSTM (which the
+counter does not see) analytically.
+"""
+import argparse
+import json
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from dataset.layout import AUDIO_DIM, NUM_SEGMENTS, VISUAL_SHAPE  # noqa: E402
+from model import build_criterion, build_model  # noqa: E402
+from model.criterion import total_loss  # noqa: E402
+from utils.config import default_config  # noqa: E402
+from utils.engine import autocast  # noqa: E402
+
+PRECISION = {'none': torch.float32, 'bf16': torch.bfloat16}
+
+
+def synchronize(device):
+    if device.type == 'cuda':
+        torch.cuda.synchronize(device)
+
+
+def timed(fn, device, repeats, warmup=1):
+    """Median seconds of fn() over `repeats` runs after `warmup` runs."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        synchronize(device)
+        began = time.perf_counter()
+        fn()
+        synchronize(device)
+        times.append(time.perf_counter() - began)
+    return statistics.median(times)
+
+
+def matmul_peak(device, dtype, quick):
+    """Best FLOP/s of square matrix products over a few sizes."""
+    sizes = [512] if quick else ([2048, 4096] if device.type == 'cpu' else [4096, 8192])
+    best = 0.0
+    for n in sizes:
+        a = torch.randn(n, n, device=device, dtype=dtype)
+        b = torch.randn(n, n, device=device, dtype=dtype)
+        seconds = timed(lambda: a @ b, device, repeats=3 if quick else 10, warmup=2)
+        best = max(best, 2 * n ** 3 / seconds)
+    return best
+
+
+def lstm_flops(model, batch):
+    """Forward FLOPs of the AGTA BiLSTM for `batch` videos (flop_counter does not count RNNs)."""
+    lstm = model.agta.temporal.lstm
+    positions = batch * NUM_SEGMENTS * VISUAL_SHAPE[0] * VISUAL_SHAPE[1]
+    h, total, inputs = lstm.hidden_size, 0, lstm.input_size
+    for _ in range(lstm.num_layers):
+        total += 2 * 4 * h * (inputs + h) * (2 if lstm.bidirectional else 1)
+        inputs = h * (2 if lstm.bidirectional else 1)
+    return total * positions
+
+
+def model_flops(cfg, setting):
+    """(forward, training) FLOPs per video of the model of `cfg`."""
+    model = build_model(cfg, setting)
+    criterion = build_criterion(cfg, setting)
+    audio, visual, targets = fake_batch(2, torch.device('cpu'))
+    with FlopCounterMode(display=False) as forward:
+        outputs = model(audio, visual)
+    with FlopCounterMode(display=False) as train:
+        outputs = model(audio, visual)
+        total_loss(criterion(outputs, targets), criterion.weight_dict).backward()
+    lstm = lstm_flops(model, 2)
+    # The LSTM's backward computes input and weight gradients: twice its forward.
+    return (forward.get_total_flops() + lstm) / 2, (train.get_total_flops() + 3 * lstm) / 2
+
+
+def fake_batch(batch, device, generator=None):
+    """Random AVE-shaped inputs and targets (features >= 0 like VGG outputs)."""
+    audio = torch.rand(batch, NUM_SEGMENTS, AUDIO_DIM, device=device)
+    visual = torch.rand(batch, NUM_SEGMENTS, *VISUAL_SHAPE, device=device)
+    video_class = torch.arange(batch, device=device) % 28
+    segment = video_class[:, None].repeat(1, NUM_SEGMENTS)
+    segment[:, :3] = 28
+    label = torch.nn.functional.one_hot(video_class, 29).float()
+    return audio, visual, {'segment': segment, 'video_class': video_class, 'video_label': label}
+
+
+def throughput(cfg, setting, device, amp, batch, steps, train):
+    """Videos per second of training steps (or evaluation forwards) on random inputs."""
+    torch.manual_seed(0)
+    model = build_model(cfg, setting).to(device)
+    criterion = build_criterion(cfg, setting)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg['lr'])
+    audio, visual, targets = fake_batch(batch, device)
+    run_cfg = dict(cfg, amp=amp)
+
+    def step():
+        with autocast(device, run_cfg['amp']):
+            outputs = model(audio, visual)
+        terms = criterion({k: v.float() for k, v in outputs.items()}, targets)
+        loss = total_loss(terms, criterion.weight_dict)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg['clip_gradient'])
+        optimizer.step()
+
+    @torch.no_grad()
+    def forward():
+        with autocast(device, run_cfg['amp']):
+            model.predict(model(audio, visual))
+
+    model.train(train)
+    seconds = timed(step if train else forward, device, repeats=steps, warmup=2)
+    return batch / seconds
+
+
+def load_memory(data, dtype):
+    """Load time, peak RSS and RSS per video of load_ave(data) in a fresh process."""
+    code = f'''
+import json, resource, sys, time, torch
+sys.path.insert(0, {str(Path(__file__).resolve().parents[1])!r})
+from dataset.ave import load_ave
+def rss():
+    return int(open('/proc/self/status').read().split('VmRSS:')[1].split()[0]) * 1024
+before = rss()
+began = time.perf_counter()
+data = load_ave({str(data)!r}, setting='weak', feature_dtype=torch.{dtype}, progress=False)
+seconds = time.perf_counter() - began
+videos = len(data.audio)
+print(json.dumps({{'seconds': seconds, 'videos': videos,
+                  'peak_rss_bytes': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+                  'bytes_per_video': (rss() - before) / videos}}))
+'''
+    out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('--device', nargs='+', default=['cpu', 'cuda'],
+                        help='devices to measure; cuda is skipped where absent (default: both)')
+    parser.add_argument('--amp', nargs='+', default=['none', 'bf16'], choices=list(PRECISION),
+                        help='precisions of the training measurements (default: both)')
+    parser.add_argument('--batch_size', type=int, default=32, help='training batch (default 32)')
+    parser.add_argument('--eval_batch_size', type=int, default=16, help='evaluation batch (16)')
+    parser.add_argument('--steps', type=int, default=5, help='timed steps per measurement (5)')
+    parser.add_argument('--data', type=Path, help='AVE-layout folder whose loading to measure')
+    parser.add_argument('--out', type=Path, default=Path('benchmark.json'),
+                        help='JSON file to write (default benchmark.json)')
+    parser.add_argument('--quick', action='store_true',
+                        help='tiny sizes, to check that the script runs (numbers meaningless)')
+    args = parser.parse_args(argv)
+
+    results = {'machine': {'python': platform.python_version(), 'torch': torch.__version__,
+                           'cpu': platform.processor() or platform.machine(),
+                           'threads': torch.get_num_threads()}, 'devices': {}}
+    configs = {s: default_config(s)[0] for s in ('supervised', 'weak')}
+    if args.quick:
+        small = dict(d_model=32, n_heads=4, ff_dim=64, encoder_layers=1, agta_hidden=32, mfb_factor=2)
+        configs = {s: dict(c, **small) for s, c in configs.items()}
+        args.batch_size, args.eval_batch_size, args.steps = 2, 2, 1
+    flops = {s: model_flops(c, s) for s, c in configs.items()}
+    results['flops_per_video'] = {s: {'forward': f, 'train': t} for s, (f, t) in flops.items()}
+
+    for name in args.device:
+        if name == 'cuda' and not torch.cuda.is_available():
+            continue
+        device = torch.device(name)
+        entry = results['devices'][name] = {}
+        if name == 'cuda':
+            entry['name'] = torch.cuda.get_device_name(device)
+        entry['matmul_peak'] = {amp: matmul_peak(device, PRECISION[amp], args.quick)
+                                for amp in args.amp}
+        for setting, cfg in configs.items():
+            for amp in args.amp:
+                train = throughput(cfg, setting, device, amp, args.batch_size, args.steps, True)
+                evaluate = throughput(cfg, setting, device, amp, args.eval_batch_size,
+                                      args.steps, False)
+                achieved = train * flops[setting][1]
+                entry[f'{setting}/{amp}'] = {
+                    'train_videos_per_s': train, 'eval_videos_per_s': evaluate,
+                    'train_flops_per_s': achieved,
+                    'fraction_of_matmul_peak': achieved / entry['matmul_peak'][amp]}
+    if args.data:
+        results['load'] = {dtype: load_memory(args.data, dtype) for dtype in ('float32', 'float16')}
+
+    args.out.write_text(json.dumps(results, indent=1))
+    print(table(results, args))
+    print(f'written: {args.out}')
+    return results
+
+
+def table(results, args):
+    lines = [f"forward GFLOP/video: supervised {results['flops_per_video']['supervised']['forward'] / 1e9:.2f}, "
+             f"training (fwd+bwd) {results['flops_per_video']['supervised']['train'] / 1e9:.2f}"]
+    for name, entry in results['devices'].items():
+        peaks = ', '.join(f"{'fp32' if a == 'none' else a} {p / 1e12:.3f} TFLOP/s"
+                          for a, p in entry['matmul_peak'].items())
+        lines.append(f"\n{name} {entry.get('name', results['machine']['cpu'])}: matmul peak {peaks}")
+        lines.append(f"{'setting/amp':<18}{'train videos/s':>15}{'eval videos/s':>15}"
+                     f"{'TFLOP/s':>10}{'of peak':>9}")
+        for key, row in entry.items():
+            if '/' in key:
+                lines.append(f"{key:<18}{row['train_videos_per_s']:>15.1f}{row['eval_videos_per_s']:>15.1f}"
+                             f"{row['train_flops_per_s'] / 1e12:>10.3f}{row['fraction_of_matmul_peak']:>9.0%}")
+    for dtype, row in results.get('load', {}).items():
+        lines.append(f"load {args.data} as {dtype}: {row['seconds']:.1f} s, peak RSS "
+                     f"{row['peak_rss_bytes'] / 2**30:.2f} GiB, {row['bytes_per_video'] / 2**20:.2f} MiB/video")
+    return '\n'.join(lines)
+
+
+if __name__ == '__main__':
+    main()
