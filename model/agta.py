@@ -7,6 +7,8 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
+from model.dropout import Dropout
+
 
 class ChannelAttention(nn.Module):
     """Audio-guided channel weights w; returns the channel-attended map v * (1 + w)."""
@@ -38,7 +40,7 @@ class SpatialMFB(nn.Module):
         self.factor = factor
         self.visual_proj = nn.Linear(visual_dim, out_dim * factor)
         self.audio_proj = nn.Linear(audio_dim, out_dim * factor)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     def forward(self, visual, audio):
         # visual (B, T, P, C), audio (B, T, A)
@@ -84,7 +86,7 @@ class AGTA(nn.Module):
                  input_dropout=0.2, mfb_dropout=0.1):
         super().__init__()
         self.visual_input = nn.Linear(visual_dim, visual_dim)
-        self.input_dropout = nn.Dropout(input_dropout)
+        self.input_dropout = Dropout(input_dropout)
         self.channel = ChannelAttention(audio_dim, visual_dim, hidden)
         self.spatial = SpatialMFB(audio_dim, visual_dim, hidden, mfb_factor, mfb_dropout)
         self.temporal = TemporalAttention(audio_dim, visual_dim, hidden)

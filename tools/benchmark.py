@@ -155,8 +155,9 @@ print(json.dumps({{'seconds': seconds, 'videos': videos,
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    parser.add_argument('--device', nargs='+', default=['cpu', 'cuda'],
-                        help='devices to measure; cuda is skipped where absent (default: both)')
+    parser.add_argument('--device', nargs='*', default=['cpu', 'cuda'],
+                        help='devices to measure; cuda is skipped where absent (default: both; '
+                             'none: only --data loading)')
     parser.add_argument('--amp', nargs='+', default=['none', 'bf16'], choices=list(PRECISION),
                         help='precisions of the training measurements (default: both)')
     parser.add_argument('--batch_size', type=int, default=32, help='training batch (default 32)')
