@@ -18,7 +18,7 @@ DPI = 100
 # (width, height) in pixels of each kind of figure.
 SIZES = {'timeline': (1200, 330), 'confusion': (1150, 1050), 'per_class': (900, 820)}
 BACKGROUND_COLOR = '#dddddd'
-WRONG_COLOR = '#d62728'
+WRONG_COLOR = 'black'   # not a class colour: tab20 has reds
 
 
 def _figure(kind):
