@@ -171,8 +171,10 @@ class FileVideos:
             rows = np.arange(start, min(start + size, self.total))
             audio = torch.empty((len(rows), L.NUM_SEGMENTS, L.AUDIO_DIM), device=self.device)
             visual = torch.empty((len(rows), L.NUM_SEGMENTS, *L.VISUAL_SHAPE), device=self.device)
-            read_features(self.audio, rows, audio, 'audio', progress=False)
-            read_features(self.visual, rows, visual, 'visual', progress=False)
+            # A NaN names the file and row; these files have no order files to drop it from.
+            skip = 'leave that video out of the file'
+            read_features(self.audio, rows, audio, 'audio', progress=False, skip=skip)
+            read_features(self.visual, rows, visual, 'visual', progress=False, skip=skip)
             yield audio, visual
 
     def close(self):
