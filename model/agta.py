@@ -22,8 +22,9 @@ class ChannelAttention(nn.Module):
 
     def forward(self, visual, audio):
         # visual (B, T, P, C), audio (B, T, A)
-        a = F.relu(self.audio_proj(audio)).unsqueeze(2)          # (B, T, 1, C)
-        joint = (F.relu(self.visual_proj(visual)) * a).mean(2)   # (B, T, C)
+        a = F.relu(self.audio_proj(audio))                        # (B, T, C)
+        # mean_P(pv * a) with a constant over the positions: a * mean_P(pv), one product less.
+        joint = F.relu(self.visual_proj(visual)).mean(2) * a     # (B, T, C)
         w = torch.sigmoid(self.excite(F.relu(self.squeeze(joint))))
         return visual * (1 + w.unsqueeze(2))                     # (B, T, P, C)
 
@@ -99,4 +100,5 @@ class AGTA(nn.Module):
         v = self.channel(v, audio)                                # (B, T, P, C)
         code = self.temporal(v, audio) + self.spatial(v, audio)   # (B, T, P, H)
         weights = torch.softmax(torch.tanh(self.score(code)), dim=2)  # (B, T, P, 1)
-        return (weights * v).sum(2)                               # (B, T, C)
+        # The weighted sum over positions as one batched product (no (B, T, P, C) temporary).
+        return (weights.transpose(2, 3) @ v).squeeze(2)           # (B, T, C)

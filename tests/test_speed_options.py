@@ -3,11 +3,13 @@ import json
 import subprocess
 import sys
 
+import pytest
 import torch
 
 from dataset.ave import load_ave
 from model import build_criterion, build_model
-from tests.helpers import REPO, SMALL_MODEL
+from tests.helpers import REPO, SMALL_FLAGS, SMALL_MODEL
+from utils import run as run_module
 from utils.config import parse_config
 from utils.engine import evaluate, train_one_epoch
 
@@ -43,11 +45,12 @@ def test_float16_storage_predicts_like_float32(tiny_ave):
     assert (p32 == p16).float().mean() >= 0.98
 
 
-def test_benchmark_quick_mode_writes_its_json(tmp_path):
+@pytest.mark.parametrize('flags', [(), ('--no_reuse_memory',)])
+def test_benchmark_quick_mode_writes_its_json(tmp_path, flags):
     out = tmp_path / 'bench.json'
     proc = subprocess.run([sys.executable, str(REPO / 'tools' / 'benchmark.py'), '--quick',
-                           '--device', 'cpu', '--out', str(out)], capture_output=True, text=True,
-                          cwd=tmp_path)
+                           '--device', 'cpu', '--out', str(out), *flags], capture_output=True,
+                          text=True, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     result = json.loads(out.read_text())
     row = result['devices']['cpu']['supervised/none']
@@ -55,3 +58,57 @@ def test_benchmark_quick_mode_writes_its_json(tmp_path):
     assert 0 < row['fraction_of_matmul_peak']
     assert set(result['devices']['cpu']['matmul_peak']) == {'none', 'bf16'}
     assert 'matmul peak' in proc.stdout
+    assert result['machine']['reuse_memory'] is (not flags and sys.platform.startswith('linux'))
+
+
+# Prints the page faults of each of 8 training steps of the default DMIN at batch 8.
+STEP_FAULTS = """
+import resource, sys, torch
+sys.path.insert(0, sys.argv[1])
+from model import build_criterion, build_model
+from model.criterion import total_loss
+from tools.benchmark import fake_batch
+from utils.config import default_config
+from utils.memory import reuse_freed_memory
+applied = reuse_freed_memory() if sys.argv[2] == 'reuse' else False
+torch.manual_seed(0)
+cfg = default_config('supervised')[0]
+model, criterion = build_model(cfg, 'supervised'), build_criterion(cfg, 'supervised')
+optimizer = torch.optim.Adam(model.parameters())
+audio, visual, targets = fake_batch(8, torch.device('cpu'))
+faults = []
+for _ in range(8):
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    loss = total_loss(criterion(model(audio, visual), targets), criterion.weight_dict)
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+    faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+print(applied, *faults)
+"""
+
+
+def test_reuse_freed_memory_stops_most_page_faults_of_training_steps():
+    def step_faults(mode):
+        out = subprocess.run([sys.executable, '-c', STEP_FAULTS, str(REPO), mode],
+                             capture_output=True, text=True, check=True).stdout.split()
+        return out[0] == 'True', [int(n) for n in out[1:]]
+
+    applied, reused = step_faults('reuse')
+    if not applied:
+        pytest.skip('not Linux with glibc: reuse_freed_memory does nothing here')
+    _, default = step_faults('default')
+    # Measured here: about 60000 faults per step by default, a few thousand with reuse,
+    # once the first steps have grown the heap.
+    assert sum(reused[3:]) < 0.25 * sum(default[3:]), (reused, default)
+
+
+@pytest.mark.parametrize('flags, calls', [((), 1), (('--no_reuse_memory',), 0)])
+def test_reuse_memory_flag_decides_whether_cpu_runs_keep_freed_memory(tiny_ave, tmp_path,
+                                                                       monkeypatch, flags, calls):
+    seen = []
+    monkeypatch.setattr(run_module, 'reuse_freed_memory', lambda: seen.append(1) or True)
+    result = run_module.main('supervised', [
+        '--data_root', str(tiny_ave), '--snapshot_pref', str(tmp_path / 'run'), '--n_epoch', '1',
+        '--batch_size', '8', '--no_progress', '--tb_images_every', '0', *flags, *SMALL_FLAGS])
+    assert result['epochs_done'] == 1 and len(seen) == calls

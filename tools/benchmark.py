@@ -7,6 +7,7 @@ For each device (CPU, and CUDA when present) it measures:
   - training throughput (videos/s: forward + backward + optimizer step) of both settings,
     and the achieved FLOP/s as a fraction of the matmul peak of the precision used;
   - evaluation throughput;
+with freed memory kept for reuse as training does (utils/memory.py; --no_reuse_memory: not),
 and, with --data (a folder in the AVE layout, e.g. a full-size float64 synthetic set made
 with `python -m dataset.synthetic --out DIR --float64`), the time and peak resident memory
 of loading it with float32 and float16 storage. It prints a table and writes JSON.
@@ -31,6 +32,7 @@ from model import build_criterion, build_model  # noqa: E402
 from model.criterion import total_loss  # noqa: E402
 from utils.config import default_config  # noqa: E402
 from utils.engine import autocast  # noqa: E402
+from utils.memory import reuse_freed_memory  # noqa: E402
 
 PRECISION = {'none': torch.float32, 'bf16': torch.bfloat16}
 
@@ -166,13 +168,18 @@ def main(argv=None):
     parser.add_argument('--data', type=Path, help='AVE-layout folder whose loading to measure')
     parser.add_argument('--out', type=Path, default=Path('benchmark.json'),
                         help='JSON file to write (default benchmark.json)')
+    parser.add_argument('--no_reuse_memory', action='store_true',
+                        help="keep glibc's default of unmapping large freed blocks (training's "
+                             '--no_reuse_memory); by default freed memory is reused, as in training')
     parser.add_argument('--quick', action='store_true',
                         help='tiny sizes, to check that the script runs (numbers meaningless)')
     args = parser.parse_args(argv)
 
     results = {'machine': {'python': platform.python_version(), 'torch': torch.__version__,
                            'cpu': platform.processor() or platform.machine(),
-                           'threads': torch.get_num_threads()}, 'devices': {}}
+                           'threads': torch.get_num_threads(),
+                           'reuse_memory': not args.no_reuse_memory and reuse_freed_memory()},
+               'devices': {}}
     configs = {s: default_config(s)[0] for s in ('supervised', 'weak')}
     if args.quick:
         small = dict(d_model=32, n_heads=4, ff_dim=64, encoder_layers=1, agta_hidden=32, mfb_factor=2)

@@ -17,8 +17,8 @@ CHOICES = {'select_on': ('val', 'test'), 'feature_dtype': ('float32', 'float16')
            'amp': ('none', 'bf16')}
 # Keys that may differ from a checkpoint's config when resuming it: where the data and the
 # run live, the hardware, and how long to train. Everything else continues as it was.
-RESUME_OVERRIDABLE = ('data_root', 'snapshot_pref', 'device', 'num_threads', 'n_epoch',
-                      'progress', 'compile')
+RESUME_OVERRIDABLE = ('data_root', 'snapshot_pref', 'device', 'num_threads', 'reuse_memory',
+                      'n_epoch', 'progress', 'compile')
 _HELP_LINE = re.compile(r'^(\w+):.*?#\s*(.*)$')
 
 

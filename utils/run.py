@@ -16,6 +16,7 @@ from utils.config import RESUME_OVERRIDABLE, dump_config, parse_config, resume_c
 from utils.engine import evaluate, train_one_epoch
 from utils.errors import UserError, exit_on_user_error
 from utils.logger import setup_logging
+from utils.memory import reuse_freed_memory
 from utils.metrics import event_summary, report, report_markdown
 from utils.run_dir import copy_source, keep_best, prepare_run_dir
 
@@ -46,6 +47,13 @@ def configure_torch(cfg):
         torch.use_deterministic_algorithms(True)
         torch.backends.cudnn.deterministic = True
         torch.backends.cudnn.benchmark = False
+
+
+def prepare_memory(cfg, device):
+    """With --reuse_memory on the CPU, keep freed memory for reuse (see utils/memory.py).
+
+    Called after the data are loaded, so that loading keeps its lower peak."""
+    return device.type == 'cpu' and cfg['reuse_memory'] and reuse_freed_memory()
 
 
 def check_setting(state, setting, path):
@@ -95,6 +103,7 @@ def evaluate_checkpoint(setting, cfg, run, explicit):
     device = resolve_device(cfg['device'])
     data = load_ave(cfg['data_root'], ('test',), setting, background=False, device=device,
                     feature_dtype=feature_dtype(cfg), progress=cfg['progress'])
+    prepare_memory(cfg, device)
     model = build_model(cfg, setting).to(device)
     load_model_state(model, state, path)
     acc, preds = evaluate(compiled(model, cfg), data, 'test', cfg, cfg['progress'])
@@ -132,6 +141,7 @@ def train(setting, cfg, run, explicit):
                     background=cfg.get('background', False), device=device,
                     feature_dtype=feature_dtype(cfg), progress=cfg['progress'])
     label, baseline = majority_baseline(data)
+    prepare_memory(cfg, device)
     model = build_model(cfg, setting).to(device)
     criterion = build_criterion(cfg, setting)
     # The fused kernel updates all parameters in one launch on CUDA; CPU keeps the default.
