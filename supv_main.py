@@ -2,7 +2,8 @@
 
 Every config key of configs/base.yaml and configs/supervised.yaml is a flag; see --help.
 """
-from utils.run import main
+from main import main
+from utils.config import program_name
 
 if __name__ == '__main__':
-    main('supervised', prog='supv_main.py')
+    main('supervised', prog=program_name('supv_main.py'))

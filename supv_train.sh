@@ -5,4 +5,4 @@ set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 # The repo's .venv (made by demo.sh) if present, else python3; override with PYTHON=...
 PYTHON="${PYTHON:-$( [ -x "$here/.venv/bin/python" ] && echo "$here/.venv/bin/python" || echo python3 )}"
-exec "$PYTHON" "$here/supv_main.py" "$@"
+DMIN_SCRIPT=supv_train.sh exec "$PYTHON" "$here/supv_main.py" "$@"

@@ -2,7 +2,8 @@
 
 `load_ave` checks every file it needs before reading any features, then reads only the
 rows of the requested splits, converting them in chunks, so a float64 file is never held
-in memory whole. Batches are taken by indexing the resident tensors (`AVEData.batch`).
+in memory whole. `load_videos` does the same for a pair of feature files of new videos
+(tools/predict.py). Batches are taken by indexing the resident tensors.
 """
 import contextlib
 from dataclasses import dataclass, field
@@ -14,7 +15,7 @@ import torch
 from tqdm import tqdm
 
 from dataset import layout as L
-from utils.errors import UserError
+from core.errors import UserError
 
 CHUNK_VIDEOS = 64   # videos converted per read: 64 x 2 MB of float64 visual features
 
@@ -29,43 +30,63 @@ class AVEData:
 
     Row r of every tensor is one video; `splits[name]` holds the rows of a split in the
     order of its order file (for the weakly-supervised 'train' split: the training videos,
-    then the background videos).
+    then the background videos; for `load_videos`: 'videos', every row in file order).
     """
-    audio: torch.Tensor          # (R, T, 128)
-    visual: torch.Tensor         # (R, T, 7, 7, 512)
-    segment: torch.Tensor        # (R, T) int64 class per segment, 28 = background
+    audio: torch.Tensor          # (R, T, A): A = 128 in AVE
+    visual: torch.Tensor         # (R, T, H, W, V): 7, 7, 512 in AVE
+    segment: torch.Tensor        # (R, T) int64 class per segment, C = background; None if unknown
     video_class: torch.Tensor    # (R,) int64 event class of the video, -1 if it has none
-    video_label: torch.Tensor    # (R, 29) float32 video label (mil_labels.h5), or (R, 0)
+    video_label: torch.Tensor    # (R, C + 1) float32 video label (mil_labels.h5), or (R, 0)
     splits: dict                 # name -> (N,) int64 rows
-    source_rows: np.ndarray      # (R,) row in the data folder's arrays; -1-m for background m
+    source_rows: np.ndarray      # (R,) row in the data files; -1-m for background video m
+    num_classes: int             # C: event classes (the label files' width - 1)
+    file_videos: int             # videos in the data files (loaded or not)
     background_rows: torch.Tensor = field(default=None)  # rows of background videos
 
-    def batch(self, rows):
-        """Inputs and targets of `rows` ((B,) int64 on the data's device), features as float32."""
-        audio = self.audio[rows].float()                          # (B, T, 128)
-        visual = self.visual[rows].float()                        # (B, T, 7, 7, 512)
-        targets = {'segment': self.segment[rows], 'video_class': self.video_class[rows],
-                   'video_label': self.video_label[rows]}
-        return audio, visual, targets
+    def inputs(self, rows):
+        """Model inputs of `rows` ((B,) int64 on the data's device), features as float32."""
+        return self.audio[rows].float(), self.visual[rows].float()  # (B, T, A), (B, T, H, W, V)
+
+    def targets(self, rows):
+        """Training targets of `rows`: segment classes, video class and video label."""
+        return {'segment': self.segment[rows], 'video_class': self.video_class[rows],
+                'video_label': self.video_label[rows]}
 
     def num_videos(self, split):
         return len(self.splits[split])
 
+    @property
+    def sizes(self):
+        """What a model needs to know of the data: {num_classes, audio_dim, visual_dim}."""
+        return {'num_classes': self.num_classes, 'audio_dim': self.audio.shape[-1],
+                'visual_dim': self.visual.shape[-1]}
+
 
 # ----------------------------------------------------------------------------- checks
 
-def _fix_hint():
-    return f'features come from {L.FEATURE_SOURCES}'
+FEATURES = f'features come from {L.FEATURE_SOURCES}'
+LABELS = ('label and order files come with the AVE release too, or are built from its '
+          'Annotations.txt by `python -m dataset.labels`')
+BACKGROUND = ('the background videos come with the same release; or pass --no_background to '
+              'train without them')
 
 
-def find_file(root, names):
-    """The first of `names` present in folder `root`, else a DataError naming the folder."""
-    names = (names,) if isinstance(names, str) else names
-    for name in names:
-        if (root / name).is_file():
-            return root / name
-    wanted = ' or '.join(names)
-    raise DataError(f'{wanted} not found in data folder {root.resolve()}; {_fix_hint()}')
+def find_files(root, wanted):
+    """{key: path} of the files `wanted` ({key: (name or (names, ...), where it comes from)};
+    the first name present wins) in folder `root`. One DataError lists every missing file and
+    where those come from."""
+    found, missing = {}, {}
+    for key, (names, source) in wanted.items():
+        names = (names,) if isinstance(names, str) else names
+        path = next((root / n for n in names if (root / n).is_file()), None)
+        if path is None:
+            missing[' or '.join(names)] = source
+        else:
+            found[key] = path
+    if missing:
+        sources = '; '.join(dict.fromkeys(missing.values()))
+        raise DataError(f"{', '.join(missing)} not found in data folder {root.resolve()}; {sources}")
+    return found
 
 
 # What h5py raises on a damaged file, depending on which of its structures is hit.
@@ -142,8 +163,7 @@ def check_one_hot(labels, path):
                         f'{float(sums[where]):g}); each row needs exactly one 1 among 29 columns')
 
 
-def read_order(root, split, num_videos):
-    path = find_file(root, L.ORDER_FILES[split])
+def read_order(path, num_videos):
     with open_h5(path) as f:
         order = read_all(read_key(f, L.ORDER_KEY))
     if order.ndim != 1 or not np.issubdtype(order.dtype, np.integer):
@@ -216,48 +236,45 @@ def load_ave(root, splits=('train', 'val', 'test'), setting='supervised', backgr
     if not root.is_dir():
         what = 'is a file, not a folder' if root.exists() else 'does not exist'
         raise DataError(f'data folder {root.resolve()} {what}; pass --data_root DIR '
-                        f'with the AVE files ({_fix_hint()})')
+                        f'with the AVE files (features come from {L.FEATURE_SOURCES})')
     weak = setting == 'weak'
-    paths = {'audio': find_file(root, L.AUDIO_FILES), 'visual': find_file(root, L.VISUAL_FILE),
-             'labels': find_file(root, L.LABELS_FILE)}
+    wanted = {'audio': (L.AUDIO_FILES, FEATURES), 'visual': (L.VISUAL_FILE, FEATURES),
+              'labels': (L.LABELS_FILE, LABELS),
+              **{f'order_{s}': (L.ORDER_FILES[s], LABELS) for s in splits}}
     if weak:
-        paths['mil'] = find_file(root, L.MIL_LABELS_FILE)
+        wanted['mil'] = (L.MIL_LABELS_FILE, LABELS)
     if weak and background and 'train' in splits:
-        for name, fname in (('noisy_audio', L.NOISY_AUDIO_FILE),
-                            ('noisy_visual', L.NOISY_VISUAL_FILE),
-                            ('noisy_labels', L.NOISY_LABELS_FILE)):
-            try:
-                paths[name] = find_file(root, fname)
-            except DataError as e:
-                raise DataError(f'{e}; or pass --no_background to train without the '
-                                'background videos') from None
+        wanted.update(noisy_audio=(L.NOISY_AUDIO_FILE, BACKGROUND),
+                      noisy_visual=(L.NOISY_VISUAL_FILE, BACKGROUND),
+                      noisy_labels=(L.NOISY_LABELS_FILE, BACKGROUND))
+    paths = find_files(root, wanted)
+    orders = {s: paths.pop(f'order_{s}') for s in splits}
     with contextlib.ExitStack() as opened:   # closes the files opened so far on any error
         files = {k: opened.enter_context(open_h5(p)) for k, p in paths.items()}
-        return _load(files, root, splits, weak, device, feature_dtype, progress)
+        return _load(files, orders, weak, device, feature_dtype, progress)
 
 
-def _load(files, root, splits, weak, device, feature_dtype, progress):
+def _load(files, order_paths, weak, device, feature_dtype, progress):
     ds = {k: read_key(f, L.FEATURE_KEY) for k, f in files.items()}
-    T = L.NUM_SEGMENTS
+    T, C = L.NUM_SEGMENTS, L.NUM_CLASSES
     counts = {ds['audio'].file.filename: check_shape(ds['audio'], (T, L.AUDIO_DIM), 'audio'),
               ds['visual'].file.filename: check_shape(ds['visual'], (T, *L.VISUAL_SHAPE), 'visual'),
-              ds['labels'].file.filename: check_shape(ds['labels'], (T, L.NUM_CLASSES + 1),
-                                                      'segment labels')}
+              ds['labels'].file.filename: check_shape(ds['labels'], (T, C + 1), 'segment labels')}
     if weak:
-        counts[ds['mil'].file.filename] = check_shape(ds['mil'], (L.NUM_CLASSES + 1,), 'video labels')
+        counts[ds['mil'].file.filename] = check_shape(ds['mil'], (C + 1,), 'video labels')
     check_same_count(counts)
     check_float(ds['audio'])
     check_float(ds['visual'])
     num_videos = ds['audio'].shape[0]
 
-    orders = {s: read_order(root, s, num_videos) for s in splits}
+    orders = {s: read_order(p, num_videos) for s, p in order_paths.items()}
     check_disjoint(orders)
     rows = np.unique(np.concatenate(list(orders.values())))       # sorted file rows to load
-    labels = read_all(ds['labels'])[rows]                         # (R, T, 29)
+    labels = read_all(ds['labels'])[rows]                         # (R, T, C + 1)
     check_one_hot(labels, ds['labels'].file.filename)
     video_label = np.zeros((len(rows), 0), np.float32)
     if weak:
-        video_label = read_all(ds['mil'])[rows].astype(np.float32)  # (R, 29)
+        video_label = read_all(ds['mil'])[rows].astype(np.float32)  # (R, C + 1)
         check_one_hot(video_label, ds['mil'].file.filename)
 
     with_background = 'noisy_audio' in ds
@@ -268,7 +285,7 @@ def _load(files, root, splits, weak, device, feature_dtype, progress):
             ds['noisy_audio'].file.filename: n_bg,
             ds['noisy_visual'].file.filename: check_shape(ds['noisy_visual'], (T, *L.VISUAL_SHAPE),
                                                           'visual'),
-            ds['noisy_labels'].file.filename: check_shape(ds['noisy_labels'], (L.NUM_CLASSES + 1,),
+            ds['noisy_labels'].file.filename: check_shape(ds['noisy_labels'], (C + 1,),
                                                           'video labels')})
         check_float(ds['noisy_audio'])
         check_float(ds['noisy_visual'])
@@ -283,7 +300,7 @@ def _load(files, root, splits, weak, device, feature_dtype, progress):
                       progress)
     segment = labels.argmax(-1)                                   # (R, T)
     # The video's class is its event class; a video without event segments has none (-1).
-    per_class = (segment[..., None] == np.arange(L.NUM_CLASSES)).sum(1)  # (R, 28)
+    per_class = (segment[..., None] == np.arange(C)).sum(1)       # (R, C)
     video_class = np.where(per_class.max(1) > 0, per_class.argmax(1), -1)
     if with_background:
         all_rows = np.arange(n_bg)
@@ -292,7 +309,7 @@ def _load(files, root, splits, weak, device, feature_dtype, progress):
                       progress, skip)
         read_features(ds['noisy_visual'], all_rows, visual[len(rows):],
                       'loading background visual', progress, skip)
-        segment = np.concatenate([segment, np.full((n_bg, T), L.BACKGROUND)])
+        segment = np.concatenate([segment, np.full((n_bg, T), C)])
         video_class = np.concatenate([video_class, np.full(n_bg, -1)])
         video_label = np.concatenate([video_label, bg_label])
 
@@ -308,4 +325,44 @@ def _load(files, root, splits, weak, device, feature_dtype, progress):
                    video_label=as_tensor(video_label, torch.float32),
                    splits=split_rows,
                    source_rows=np.concatenate([rows, -1 - np.arange(n_bg)]),
+                   num_classes=C, file_videos=num_videos,
                    background_rows=background_rows)
+
+
+def load_videos(audio, visual, labels=None, device='cpu', feature_dtype=torch.float32,
+                progress=True):
+    """New videos: every row of an audio and a visual feature file in the AVE layout (and,
+    optionally, their one-hot segment labels), checked like a data folder's files.
+
+    Returns AVEData whose split 'videos' is every row in file order; without `labels` its
+    segment is None. A NaN names the file and row (there are no order files to drop it from).
+    """
+    paths = {'audio': Path(audio), 'visual': Path(visual)}
+    if labels is not None:
+        paths['labels'] = Path(labels)
+    with contextlib.ExitStack() as opened:
+        ds = {k: read_key(opened.enter_context(open_h5(p)), L.FEATURE_KEY)
+              for k, p in paths.items()}
+        T, C = L.NUM_SEGMENTS, L.NUM_CLASSES
+        counts = {paths['audio']: check_shape(ds['audio'], (T, L.AUDIO_DIM), 'audio features'),
+                  paths['visual']: check_shape(ds['visual'], (T, *L.VISUAL_SHAPE),
+                                               'visual features')}
+        check_float(ds['audio'])
+        check_float(ds['visual'])
+        segment = None
+        if labels is not None:
+            counts[paths['labels']] = check_shape(ds['labels'], (T, C + 1), 'one-hot segment labels')
+            one_hot = read_all(ds['labels'])
+            check_one_hot(one_hot, paths['labels'])
+            segment = torch.from_numpy(one_hot.argmax(-1)).long().to(device)   # (N, T)
+        check_same_count(counts)
+        N = ds['audio'].shape[0]
+        rows = np.arange(N)
+        audio_t = torch.empty((N, T, L.AUDIO_DIM), dtype=feature_dtype, device=device)
+        visual_t = torch.empty((N, T, *L.VISUAL_SHAPE), dtype=feature_dtype, device=device)
+        skip = 'leave that video out of the file'
+        for key, out in (('audio', audio_t), ('visual', visual_t)):
+            read_features(ds[key], rows, out, f'loading {paths[key].name}', progress, skip)
+    return AVEData(audio=audio_t, visual=visual_t, segment=segment, video_class=None,
+                   video_label=None, splits={'videos': torch.arange(N, device=device)},
+                   source_rows=rows, num_classes=C, file_videos=N)

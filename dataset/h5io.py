@@ -1,39 +1,13 @@
 """Atomic HDF5 writers: a file either appears complete under its final name or not at all.
 
-Each writer fills a temporary file in the destination folder, flushes and fsyncs it, and
-only then renames it over the destination (`os.replace` is atomic within one file
-system), so an interrupted run never leaves a truncated `labels.h5` that a later run
-would read as valid.
+Each writer fills a temporary file through core.atomic, so an interrupted run never leaves
+a truncated `labels.h5` that a later run would read as valid.
 """
-
-import contextlib
-import os
-import uuid
-from pathlib import Path
 
 import h5py
 import numpy as np
 
-
-@contextlib.contextmanager
-def _atomic_h5(path):
-    """Yield an open, writable `h5py.File` that replaces `path` only if the block succeeds."""
-    path = Path(path)
-    # A unique hidden name beside the target (not mkstemp: its 0600 mode would stick to
-    # the final file; 'x' creates it with the usual umask-derived permissions).
-    tmp = path.with_name(f'.{path.name}.{uuid.uuid4().hex}.tmp')
-    try:
-        with h5py.File(tmp, 'x') as f:
-            yield f
-            f.flush()
-        # h5py's flush hands the data to the OS; fsync makes it durable before the rename.
-        with open(tmp, 'rb+') as raw:
-            os.fsync(raw.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+from core.atomic import atomic_path
 
 
 def write_h5(path, key, array):
@@ -41,7 +15,7 @@ def write_h5(path, key, array):
 
     The dataset keeps the array's shape and dtype; an existing file at `path` is replaced.
     """
-    with _atomic_h5(path) as f:
+    with atomic_path(path) as tmp, h5py.File(tmp, 'x') as f:
         f.create_dataset(key, data=np.asarray(array))
 
 
@@ -54,7 +28,7 @@ def write_h5_chunked(path, key, shape, dtype, blocks):
     blocks do not fill the dataset exactly.
     """
     shape = tuple(shape)
-    with _atomic_h5(path) as f:
+    with atomic_path(path) as tmp, h5py.File(tmp, 'x') as f:
         dset = f.create_dataset(key, shape=shape, dtype=dtype)
         row = 0
         for block in blocks:

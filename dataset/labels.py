@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from core.errors import UserError
 from dataset.h5io import write_h5
 from dataset.layout import (ANNOTATIONS_FILE, BACKGROUND, CLASSES, FEATURE_KEY, LABELS_FILE,
                             MIL_LABELS_FILE, NUM_CLASSES, NUM_SEGMENTS, ORDER_FILES, ORDER_KEY,
@@ -158,7 +159,7 @@ def main(argv=None):
         write_h5(args.out / MIL_LABELS_FILE, FEATURE_KEY, mil_labels)
         for split, order in orders.items():
             write_h5(args.out / ORDER_FILES[split], ORDER_KEY, order)
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError, UserError) as e:   # UserError: a write failed
         raise SystemExit(f'dataset.labels: error: {e}') from None
 
     event_share = labels[..., :BACKGROUND].sum(-1).mean()

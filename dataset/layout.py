@@ -9,6 +9,8 @@ AUDIO_DIM = 128            # VGGish embedding per segment
 VISUAL_SHAPE = (7, 7, 512)  # VGG-19 pool5 map per segment
 NUM_CLASSES = 28           # event classes
 BACKGROUND = 28            # label column / class index of "no audio-visual event"
+# What a model needs to know of the AVE release (AVEData.sizes of a loaded folder).
+AVE_SIZES = {'num_classes': NUM_CLASSES, 'audio_dim': AUDIO_DIM, 'visual_dim': VISUAL_SHAPE[-1]}
 
 FEATURE_KEY = 'avadataset'
 ORDER_KEY = 'order'

@@ -29,6 +29,7 @@ from statistics import NormalDist
 import numpy as np
 from tqdm import tqdm
 
+from core.errors import UserError
 from dataset.h5io import write_h5, write_h5_chunked
 from dataset.labels import build_labels, event_labels, read_annotations
 from dataset.layout import (AUDIO_DIM, AUDIO_FILES, BACKGROUND, FEATURE_KEY, LABELS_FILE,
@@ -391,7 +392,7 @@ def main(argv=None):
         summary = generate(args.out, videos=args.videos, seed=args.seed, float64=args.float64,
                            background=args.background, annotations=args.annotations,
                            noise=args.noise)
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError, UserError) as e:   # UserError: a write failed
         raise SystemExit(f'dataset.synthetic: error: {e}') from None
     splits = '/'.join(str(size) for size in summary['splits'].values())
     print(f"{summary['videos']} videos ({splits} {'/'.join(summary['splits'])}) + "

@@ -1,4 +1,4 @@
-"""AGTA: audio-guided triplet attention (DMIN section 2).
+"""AGTA: audio-guided triplet attention (README "The model", part 2).
 
 Audio guides the 7x7 visual map over channels, space and time and pools it into one
 visual vector per segment.
@@ -7,13 +7,13 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-from model.dropout import Dropout
+from model.dropout import FastCPUDropout
 
 
 class ChannelAttention(nn.Module):
     """Audio-guided channel weights w; returns the channel-attended map v * (1 + w)."""
 
-    def __init__(self, audio_dim=128, visual_dim=512, hidden=256):
+    def __init__(self, audio_dim, visual_dim, hidden):
         super().__init__()
         self.audio_proj = nn.Linear(audio_dim, visual_dim)
         self.visual_proj = nn.Linear(visual_dim, visual_dim)
@@ -36,12 +36,12 @@ class SpatialMFB(nn.Module):
     summed over groups of `factor` consecutive channels, signed square root, L2 norm.
     """
 
-    def __init__(self, audio_dim=128, visual_dim=512, out_dim=256, factor=5, dropout=0.1):
+    def __init__(self, audio_dim, visual_dim, out_dim, factor, dropout):
         super().__init__()
         self.factor = factor
         self.visual_proj = nn.Linear(visual_dim, out_dim * factor)
         self.audio_proj = nn.Linear(audio_dim, out_dim * factor)
-        self.dropout = Dropout(dropout)
+        self.dropout = FastCPUDropout(dropout)           # per position: the cheap mask pays
 
     def forward(self, visual, audio):
         # visual (B, T, P, C), audio (B, T, A)
@@ -61,7 +61,7 @@ class TemporalAttention(nn.Module):
     One LSTM serves all P positions: it runs as a single batch of B*P sequences.
     """
 
-    def __init__(self, audio_dim=128, visual_dim=512, hidden=256):
+    def __init__(self, audio_dim, visual_dim, hidden):
         super().__init__()
         self.visual_proj = nn.Linear(visual_dim, hidden)
         self.audio_proj = nn.Linear(audio_dim, hidden)
@@ -81,20 +81,19 @@ class TemporalAttention(nn.Module):
 
 
 class AGTA(nn.Module):
-    """Audio-guided triplet attention: (B, T, 7, 7, 512) map + (B, T, 128) audio -> (B, T, 512)."""
+    """Audio-guided triplet attention: (B, T, H, W, C) map + (B, T, A) audio -> (B, T, C)."""
 
-    def __init__(self, audio_dim=128, visual_dim=512, hidden=256, mfb_factor=5,
-                 input_dropout=0.2, mfb_dropout=0.1):
+    def __init__(self, audio_dim, visual_dim, hidden, mfb_factor, input_dropout, mfb_dropout):
         super().__init__()
         self.visual_input = nn.Linear(visual_dim, visual_dim)
-        self.input_dropout = Dropout(input_dropout)
+        self.input_dropout = FastCPUDropout(input_dropout)   # per position: the cheap mask pays
         self.channel = ChannelAttention(audio_dim, visual_dim, hidden)
         self.spatial = SpatialMFB(audio_dim, visual_dim, hidden, mfb_factor, mfb_dropout)
         self.temporal = TemporalAttention(audio_dim, visual_dim, hidden)
         self.score = nn.Linear(hidden, 1)
 
     def forward(self, visual, audio):
-        # visual (B, T, 7, 7, C), audio (B, T, A)
+        # visual (B, T, H, W, C), audio (B, T, A); P = H * W positions (7 x 7 in AVE)
         v = visual.flatten(2, 3)                                  # (B, T, P, C)
         v = self.input_dropout(F.relu(self.visual_input(v)))
         v = self.channel(v, audio)                                # (B, T, P, C)

@@ -1,4 +1,4 @@
-"""DIMA: dense inter-modality attention (DMIN section 4).
+"""DIMA: dense inter-modality attention (README "The model", part 4).
 
 A decoder layer whose query is one modality's input and whose memory is the other
 modality's encoder output followed by the query itself. Scores against the query's own
@@ -20,21 +20,12 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-from model.dropout import Dropout
-
-
-def dense_scores(q, k, lam):
-    """Closed-form dense scores between every q and k: (..., Lq, D) x (..., Lk, D) -> (..., Lq, Lk)."""
-    D = q.shape[-1]
-    dot = q @ k.transpose(-1, -2)
-    sums = q.sum(-1, keepdim=True) @ k.sum(-1, keepdim=True).transpose(-1, -2)
-    return (lam * dot + (1 - lam) / (D - 1) * (sums - dot)) / D
 
 
 class DenseAttention(nn.Module):
     """Multi-head attention over memory = concat[cross (T tokens), self (T tokens)]."""
 
-    def __init__(self, d_model=256, n_heads=4, lam=0.5, dropout=0.02):
+    def __init__(self, d_model, n_heads, lam, dropout):
         super().__init__()
         self.n_heads = n_heads
         self.head_dim = d_model // n_heads
@@ -75,16 +66,16 @@ class DenseAttention(nn.Module):
 class DIMADecoderLayer(nn.Module):
     """One DIMA layer: own query projection, dense attention, post-LN feed-forward."""
 
-    def __init__(self, in_dim, d_model=256, n_heads=4, ff_dim=2048, dropout=0.02, lam=0.5):
+    def __init__(self, in_dim, d_model, n_heads, ff_dim, dropout, lam):
         super().__init__()
         # The decoder projects its raw input itself; this is not the encoder's projection.
         self.query_proj = nn.Linear(in_dim, d_model)
         self.attn = DenseAttention(d_model, n_heads, lam, dropout)
         self.norm1 = nn.LayerNorm(d_model)
-        self.ff = nn.Sequential(nn.Linear(d_model, ff_dim), nn.ReLU(), Dropout(dropout),
+        self.ff = nn.Sequential(nn.Linear(d_model, ff_dim), nn.ReLU(), nn.Dropout(dropout),
                                 nn.Linear(ff_dim, d_model))
         self.norm2 = nn.LayerNorm(d_model)
-        self.dropout = Dropout(dropout)
+        self.dropout = nn.Dropout(dropout)
 
     def forward(self, x, cross):
         # x (B, T, in_dim): this modality's un-encoded input; cross (B, T, d)

@@ -1,7 +1,6 @@
 """DMIN: AGTA -> intra-modal encoders -> DIMA decoders -> fusion -> heads."""
 from torch import nn
 
-from dataset.layout import AUDIO_DIM, VISUAL_SHAPE
 from model.agta import AGTA
 from model.dima import DIMADecoderLayer
 from model.encoder import IntraModalEncoder
@@ -9,44 +8,49 @@ from model.fusion import AudioVisualFusion
 from model.heads import SupervisedHead, WeakHead, predict_segments, segment_confidence
 
 SETTINGS = ('supervised', 'weak')
-# Config keys that decide the architecture; a checkpoint only loads into the same values.
+# The config keys DMIN is built from (configs/base.yaml and the setting's file). Together
+# with the setting and the data's sizes they are a checkpoint's `model_args`, from which
+# evaluation, resume and predict rebuild the model.
 MODEL_KEYS = ('d_model', 'n_heads', 'ff_dim', 'encoder_layers', 'encoder_dropout',
               'agta_hidden', 'mfb_factor', 'visual_dropout', 'mfb_dropout',
               'dima_lambda', 'dima_dropout', 'fusion_heads', 'fusion_dropout')
+# The sizes DMIN takes from the data: event classes, audio width, visual map channels.
+DATA_KEYS = ('num_classes', 'audio_dim', 'visual_dim')
 
 
 class DMIN(nn.Module):
     """Dense Modality Interaction Network for one setting ('supervised' or 'weak').
 
-    forward(audio (B, T, 128), visual (B, T, 7, 7, 512)) returns the head's dict of
-    tensors; predict(outputs) turns it into (B, T) class indices (28 = background).
+    forward(audio (B, T, A), visual (B, T, H, W, V)) returns the head's dict of tensors;
+    predict(outputs) turns it into (B, T) class indices, num_classes meaning background.
+    Every size is an argument; build_model(model_args) passes them all.
     """
 
-    def __init__(self, setting='supervised', d_model=256, n_heads=4, ff_dim=2048,
-                 encoder_layers=2, encoder_dropout=0.1, agta_hidden=256, mfb_factor=5,
-                 visual_dropout=0.2, mfb_dropout=0.1, dima_lambda=0.5, dima_dropout=0.02,
-                 fusion_heads=4, fusion_dropout=0.1):
+    def __init__(self, *, setting, num_classes, audio_dim, visual_dim, d_model, n_heads, ff_dim,
+                 encoder_layers, encoder_dropout, agta_hidden, mfb_factor, visual_dropout,
+                 mfb_dropout, dima_lambda, dima_dropout, fusion_heads, fusion_dropout):
         super().__init__()
         if setting not in SETTINGS:
             raise ValueError(f'setting must be one of {SETTINGS}, got {setting!r}')
         self.setting = setting
-        visual_dim = VISUAL_SHAPE[-1]
-        self.agta = AGTA(AUDIO_DIM, visual_dim, agta_hidden, mfb_factor, visual_dropout,
+        self.num_classes = num_classes
+        self.agta = AGTA(audio_dim, visual_dim, agta_hidden, mfb_factor, visual_dropout,
                          mfb_dropout)
         self.visual_encoder = IntraModalEncoder(visual_dim, d_model, n_heads, ff_dim,
                                                 encoder_layers, encoder_dropout)
-        self.audio_encoder = IntraModalEncoder(AUDIO_DIM, d_model, n_heads, ff_dim,
+        self.audio_encoder = IntraModalEncoder(audio_dim, d_model, n_heads, ff_dim,
                                                encoder_layers, encoder_dropout)
         self.visual_decoder = DIMADecoderLayer(visual_dim, d_model, n_heads, ff_dim,
                                                dima_dropout, dima_lambda)
-        self.audio_decoder = DIMADecoderLayer(AUDIO_DIM, d_model, n_heads, ff_dim,
+        self.audio_decoder = DIMADecoderLayer(audio_dim, d_model, n_heads, ff_dim,
                                               dima_dropout, dima_lambda)
         self.fusion = AudioVisualFusion(d_model, fusion_heads, fusion_dropout)
-        self.head = SupervisedHead(d_model) if setting == 'supervised' else WeakHead(d_model)
+        head = SupervisedHead if setting == 'supervised' else WeakHead
+        self.head = head(d_model, num_classes)
 
     def forward(self, audio, visual):
-        # audio (B, T, 128), visual (B, T, 7, 7, 512)
-        v = self.agta(visual, audio)                              # (B, T, 512)
+        # audio (B, T, A), visual (B, T, H, W, V)
+        v = self.agta(visual, audio)                              # (B, T, V)
         v_enc = self.visual_encoder(v)                            # (B, T, d)
         a_enc = self.audio_encoder(audio)                         # (B, T, d)
         v_dec = self.visual_decoder(v, a_enc)                     # (B, T, d)
@@ -54,10 +58,9 @@ class DMIN(nn.Module):
         fused = self.fusion(v_dec, a_dec)                         # (B, T, d)
         return self.head(fused, v_enc)
 
-    @staticmethod
-    def predict(outputs):
-        """(B, T) predicted class per segment, 28 = background."""
-        return predict_segments(outputs['relevance'], outputs['category'])
+    def predict(self, outputs):
+        """(B, T) predicted class per segment; num_classes = background."""
+        return predict_segments(outputs['relevance'], outputs['category'], self.num_classes)
 
     @staticmethod
     def confidence(outputs):
@@ -65,9 +68,19 @@ class DMIN(nn.Module):
         return segment_confidence(outputs['relevance'], outputs['category'])
 
 
-def build_model(cfg, setting):
-    """The DMIN of `setting` with the architecture keys of config dict `cfg`."""
-    return DMIN(setting, **{k: cfg[k] for k in MODEL_KEYS})
+def model_args(setting, sizes, cfg):
+    """The arguments DMIN is built from: the setting, the data's `sizes` ({DATA_KEYS}) and the
+    MODEL_KEYS of config `cfg`. A checkpoint stores them and is rebuilt from them."""
+    return {'setting': setting, **{k: sizes[k] for k in DATA_KEYS},
+            **{k: cfg[k] for k in MODEL_KEYS}}
+
+
+def build_model(args):
+    """DMIN(**args) for a dict made by model_args (or read from a checkpoint); the model
+    keeps the dict as `model.args`, which its checkpoints store."""
+    model = DMIN(**args)
+    model.args = dict(args)
+    return model
 
 
 def count_parameters(model):

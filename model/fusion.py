@@ -1,4 +1,4 @@
-"""Audio-visual interaction (DMIN section 5): fuse the two DIMA outputs into one sequence."""
+"""Audio-visual interaction (README "The model", part 5): fuse the two DIMA outputs into one sequence."""
 import torch
 from torch import nn
 
@@ -6,7 +6,7 @@ from torch import nn
 class AudioVisualFusion(nn.Module):
     """query = visual * audio, attending over concat[audio, visual]; LayerNorm(query + attention)."""
 
-    def __init__(self, d_model=256, n_heads=4, dropout=0.1):
+    def __init__(self, d_model, n_heads, dropout):
         super().__init__()
         self.attn = nn.MultiheadAttention(d_model, n_heads, dropout=dropout, batch_first=True)
         self.norm = nn.LayerNorm(d_model)

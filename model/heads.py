@@ -1,17 +1,18 @@
-"""Heads of the two settings (DMIN section 6) and their shared segment prediction rule."""
+"""Heads of the two settings (README "The model", part 6) and their shared segment prediction rule.
+
+C is the number of event classes (28 in AVE); class index C means background.
+"""
 import torch
 from torch import nn
 
-from dataset.layout import BACKGROUND, NUM_CLASSES
 
+def predict_segments(relevance, category, background):
+    """Segment t is argmax(category) where sigmoid(relevance_t) > 0.5, else `background`.
 
-def predict_segments(relevance, category):
-    """Segment t is argmax(category) where sigmoid(relevance_t) > 0.5, else background.
-
-    relevance (B, T) logits, category (B, C) -> (B, T) int64 class indices.
+    relevance (B, T) logits, category (B, C) or (B, C + 1) logits -> (B, T) int64 classes.
     """
     cls = category.argmax(-1, keepdim=True).expand_as(relevance)
-    return torch.where(relevance > 0, cls, torch.full_like(cls, BACKGROUND))
+    return torch.where(relevance > 0, cls, torch.full_like(cls, background))
 
 
 def segment_confidence(relevance, category):
@@ -26,48 +27,50 @@ class SupervisedHead(nn.Module):
     """Relevance per segment and one category per video, from the fused sequence; plus the
     unimodal discrimination (UDL) classifier on the visual encoder output."""
 
-    def __init__(self, d_model=256):
+    def __init__(self, d_model, num_classes):
         super().__init__()
         self.relevance = nn.Linear(d_model, 1)
-        self.category = nn.Linear(d_model, NUM_CLASSES)
-        self.udl = nn.Linear(d_model, NUM_CLASSES)
+        self.category = nn.Linear(d_model, num_classes)
+        self.udl = nn.Linear(d_model, num_classes)
 
     def forward(self, fused, visual):
         # fused, visual (B, T, d)
         return {
             'relevance': self.relevance(fused).squeeze(-1),       # (B, T) logits
-            'category': self.category(fused.amax(1)),             # (B, 28) logits
-            'udl': self.udl(visual.amax(1)),                      # (B, 28) logits
+            'category': self.category(fused.amax(1)),             # (B, C) logits
+            'udl': self.udl(visual.amax(1)),                      # (B, C) logits
         }
 
 
 class MILBranch(nn.Module):
-    """Multiple-instance scores: sigmoid(relevance_t) * class scores, max over time, softmax."""
+    """Multiple-instance scores: sigmoid(relevance_t) * class scores, max over time, softmax.
 
-    def __init__(self, d_model=256):
+    The class scores have C + 1 columns, the last one background."""
+
+    def __init__(self, d_model, num_classes):
         super().__init__()
         self.relevance = nn.Linear(d_model, 1)
-        self.category = nn.Linear(d_model, NUM_CLASSES + 1)
+        self.category = nn.Linear(d_model, num_classes + 1)
 
     def forward(self, x):
         # x (B, T, d)
         relevance = self.relevance(x).squeeze(-1)                 # (B, T)
-        category = self.category(x.amax(1))                       # (B, 29)
-        segment = torch.sigmoid(relevance).unsqueeze(-1) * category.unsqueeze(1)  # (B, T, 29)
-        video = torch.softmax(segment.amax(1), dim=-1)            # (B, 29)
+        category = self.category(x.amax(1))                       # (B, C + 1)
+        segment = torch.sigmoid(relevance).unsqueeze(-1) * category.unsqueeze(1)  # (B, T, C + 1)
+        video = torch.softmax(segment.amax(1), dim=-1)            # (B, C + 1)
         return relevance, category, video
 
 
 class WeakHead(nn.Module):
     """The MIL branch on the fused sequence and, for UDL, one on the visual encoder output."""
 
-    def __init__(self, d_model=256):
+    def __init__(self, d_model, num_classes):
         super().__init__()
-        self.fused = MILBranch(d_model)
-        self.visual = MILBranch(d_model)
+        self.fused = MILBranch(d_model, num_classes)
+        self.visual = MILBranch(d_model, num_classes)
 
     def forward(self, fused, visual):
         relevance, category, video = self.fused(fused)
-        _, _, visual_video = self.visual(visual)
+        visual_video = self.visual(visual)[2]
         return {'relevance': relevance, 'category': category,
                 'video_score': video, 'visual_video_score': visual_video}

@@ -9,11 +9,26 @@ REPO = Path(__file__).resolve().parents[1]
 # A small DMIN (same parts, narrower) so that the tests run in seconds on 2 cores.
 SMALL_MODEL = {'d_model': 32, 'n_heads': 4, 'ff_dim': 64, 'encoder_layers': 1,
                'agta_hidden': 32, 'mfb_factor': 2}
-SMALL_FLAGS = [f for k, v in SMALL_MODEL.items() for f in (f'--{k}', str(v))]
+# Training runs of the tests draw no TensorBoard images (matplotlib takes seconds per epoch)
+# unless they are what a test is about.
+NO_IMAGES = ['--tb_images_every', '0']
+SMALL_FLAGS = [f for k, v in SMALL_MODEL.items() for f in (f'--{k}', str(v))] + NO_IMAGES
 # Narrower still, for tests that train many runs: their cost is process start and I/O.
 TINY_MODEL = {'d_model': 8, 'n_heads': 2, 'ff_dim': 16, 'encoder_layers': 1, 'agta_hidden': 8,
               'mfb_factor': 1, 'fusion_heads': 2}
-TINY_FLAGS = [f for k, v in TINY_MODEL.items() for f in (f'--{k}', str(v))]
+TINY_FLAGS = [f for k, v in TINY_MODEL.items() for f in (f'--{k}', str(v))] + NO_IMAGES
+
+
+def build(setting, *flags, sizes=None, **keys):
+    """(config, model, criterion) of `setting` as the program builds them: the config from
+    `flags` and `keys`, the sizes of the AVE release unless `sizes` are given."""
+    from dataset.layout import AVE_SIZES
+    from model import build_criterion, build_model, model_args
+    from utils.config import parse_config
+    cfg = {**parse_config(setting, list(flags))[0], **keys}
+    sizes = sizes or AVE_SIZES
+    return (cfg, build_model(model_args(setting, sizes, cfg)),
+            build_criterion(cfg, setting, sizes['num_classes']))
 
 
 def run_script(script, *args, check=True):
@@ -45,7 +60,7 @@ def user_error(capsys, setting, argv):
     Asserts what a user must see on a bad input: exit status 2 and exactly one line on
     stderr, 'error: ...'.
     """
-    from utils.run import main
+    from main import main
     capsys.readouterr()
     try:
         main(setting, [str(a) for a in argv], prog=MAIN_SCRIPTS[setting])

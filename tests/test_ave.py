@@ -39,7 +39,8 @@ def test_loads_splits_as_float32_tensors_in_order_file_order(tiny_ave):
         order = read(tiny_ave / f'{split}_order.h5', 'order')
         rows = data.splits[split]
         assert data.source_rows[rows.numpy()].tolist() == order.tolist()
-        a, v, t = data.batch(rows)
+        a, v = data.inputs(rows)
+        t = data.targets(rows)
         assert a.dtype == v.dtype == torch.float32
         assert a.shape == (len(order), 10, 128) and v.shape == (len(order), 10, 7, 7, 512)
         np.testing.assert_array_equal(a.numpy(), audio[order].astype(np.float32))
@@ -76,7 +77,7 @@ def test_float64_files_load_in_chunks_as_float32(folder, monkeypatch):
     tracemalloc.stop()
     assert data.visual.dtype == torch.float32
     order = read(folder / 'train_order.h5', 'order')
-    np.testing.assert_array_equal(data.batch(data.splits['train'])[1].numpy(),
+    np.testing.assert_array_equal(data.inputs(data.splits['train'])[1].numpy(),
                                   visual[order].astype(np.float32))
     # numpy/h5py never held more than a few chunks, far from the whole float64 array.
     assert peak < visual.nbytes / 4, (peak, visual.nbytes)
@@ -85,7 +86,7 @@ def test_float64_files_load_in_chunks_as_float32(folder, monkeypatch):
 def test_float16_storage_halves_memory_and_batches_are_float32(tiny_ave):
     data = load_ave(tiny_ave, splits=('val',), feature_dtype=torch.float16, progress=False)
     assert data.visual.dtype == torch.float16
-    assert data.batch(data.splits['val'])[1].dtype == torch.float32
+    assert data.inputs(data.splits['val'])[1].dtype == torch.float32
 
 
 def test_missing_data_folder(tmp_path):
@@ -101,7 +102,21 @@ def test_each_missing_file_names_file_folder_and_source(folder, name):
         load_ave(folder, progress=False)
     msg = str(e.value)
     assert name.split('.')[0] in msg and str(folder.resolve()) in msg
-    assert 'Google Drive' in msg and 'dataset.synthetic' in msg
+    feature = 'feature' in name
+    # Where the file comes from, and only that: features from the release or the generator,
+    # labels and order files also from the annotations.
+    assert ('Google Drive' in msg and 'dataset.synthetic' in msg) is feature
+    assert ('dataset.labels' in msg) is not feature
+
+
+def test_every_missing_file_is_reported_at_once(folder):
+    for name in ('visual_feature.h5', 'val_order.h5', 'mil_labels.h5'):
+        (folder / name).unlink()
+    with pytest.raises(DataError) as e:
+        load_ave(folder, setting='weak', progress=False)
+    assert str(e.value).startswith('visual_feature.h5, val_order.h5, mil_labels.h5 not found in '
+                                   f'data folder {folder.resolve()}; features come from')
+    assert 'dataset.labels' in str(e.value) and '--no_background' not in str(e.value)
 
 
 def test_wrong_key_lists_the_keys_present(folder):

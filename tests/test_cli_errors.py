@@ -1,6 +1,6 @@
 """Every bad input ends in one line naming the culprit and the fix, exit status 2, no traceback.
 
-Most cases run the programs in this process (utils.run.main, as supv_main.py and
+Most cases run the programs in this process (main.main, as supv_main.py and
 weak_main.py do); a few run the shell scripts as a user would. Each data case breaks one file
 of a private copy of the micro set (the other files are links to the shared set).
 """
@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 import torch
 
-import utils.run
+import main as program
 from dataset.ave import DataError, load_ave
 from tests.helpers import TINY_FLAGS, run_script, user_error
 from utils.checkpoint import LAST, load_checkpoint, save_checkpoint
-from utils.run import main
+from main import main
 
 KEY = 'avadataset'
 NAN_ROW = 5   # a video of the micro set (every row is in some split)
@@ -110,14 +110,16 @@ def random_bytes(name):
     return apply
 
 
-FETCH = 'Google Drive.*dataset.synthetic'   # where the files come from
+FETCH = 'Google Drive.*dataset.synthetic'   # where the feature files come from
+BUILD = 'Annotations.txt by `python -m dataset.labels`'   # and the label and order files
 DATA_CASES = [
     # (id, setting, break the folder, expected in the one line: culprit ... fix)
     ('data_root is a file', 'supervised', None, r'data folder .*labels.h5 is a file, not a folder; pass --data_root'),
     *[(f'{name} missing', 'supervised', missing(name), f'{name}.* not found in data folder .*; .*{FETCH}')
-      for name in ('audio_feature.h5', 'visual_feature.h5', 'labels.h5', 'train_order.h5',
-                   'val_order.h5', 'test_order.h5')],
-    ('mil_labels.h5 missing', 'weak', missing('mil_labels.h5'), f'mil_labels.h5 not found .*{FETCH}'),
+      for name in ('audio_feature.h5', 'visual_feature.h5')],
+    *[(f'{name} missing', 'supervised', missing(name), f'{name} not found in data folder .*; .*{BUILD}')
+      for name in ('labels.h5', 'train_order.h5', 'val_order.h5', 'test_order.h5')],
+    ('mil_labels.h5 missing', 'weak', missing('mil_labels.h5'), f'mil_labels.h5 not found .*{BUILD}'),
     *[(f'{name} missing', 'weak', missing(name), f'{name} not found .*--no_background')
       for name in ('audio_feature_noisy.h5', 'visual_feature_noisy.h5', 'labels_noisy.h5')],
     ('wrong key', 'supervised', change('labels.h5', lambda a: a, new_key='labels'),
@@ -181,6 +183,7 @@ def test_bad_data_folder(setting, broken, expected, data, tmp_path, capsys):
         broken(data)
     line = user_error(capsys, setting, train_argv(root, tmp_path))
     assert re.search(expected, line), line
+    assert not (tmp_path / 'run').exists(), 'a run that never trained leaves no folder behind'
 
 
 def test_missing_data_folder_names_the_flag(tmp_path, capsys):
@@ -188,24 +191,32 @@ def test_missing_data_folder_names_the_flag(tmp_path, capsys):
     assert f'data folder {tmp_path / "nowhere"} does not exist; pass --data_root DIR' in line
 
 
-@pytest.mark.parametrize('name', ['labels.h5', 'train_order.h5', 'mil_labels.h5'])
-def test_damaged_hdf5_structures_are_data_errors(name, data):
-    """Bytes overwritten anywhere in a small file's structures: loads, or one DataError."""
-    rng = random.Random(name)
-    original = (data / name).read_bytes()
-    errors = 0
-    for _ in range(25):
-        damaged = bytearray(original)
-        at = rng.randrange(min(len(damaged), 4096))
-        damaged[at:at + 8] = rng.randbytes(8)
+def corruptions(path, key):
+    """{what: damaged bytes} of the HDF5 file at `path`: damage that no reader can take for a
+    good file (truncation, a broken signature, a renamed key, garbage in the array)."""
+    good = path.read_bytes()
+    with h5py.File(path, 'r') as f:
+        start, size = f[key].id.get_offset(), f[key].id.get_storage_size()
+    damaged = {f'cut to {share:.0%}': good[:int(len(good) * share)] for share in (0.1, 0.5, 0.95)}
+    damaged['signature'] = b'\0' * 8 + good[8:]
+    damaged['key renamed'] = good.replace(key.encode(), b'x' * len(key))
+    # 0xff bytes are NaN as floats and -1 as integers: neither a label nor a row index.
+    damaged['array overwritten'] = good[:start] + b'\xff' * size + good[start + size:]
+    return damaged
+
+
+@pytest.mark.parametrize('name, key', [('labels.h5', KEY), ('train_order.h5', 'order'),
+                                       ('mil_labels.h5', KEY)])
+def test_every_damaged_label_or_order_file_is_one_data_error(name, key, data):
+    failures = {}
+    for what, content in corruptions(data / name, key).items():
         (data / name).unlink()
-        (data / name).write_bytes(bytes(damaged))
-        try:
+        (data / name).write_bytes(content)
+        with pytest.raises(DataError) as e:
             load_ave(data, setting='weak', progress=False)
-        except DataError as e:
-            assert name in str(e) and '\n' not in str(e)
-            errors += 1
-    assert errors > 0
+        assert name in str(e.value) and '\n' not in str(e.value), (what, e.value)
+        failures[what] = str(e.value)
+    assert len(failures) == 6
 
 
 # ----------------------------------------------------------------------------- checkpoints
@@ -242,6 +253,10 @@ def set_config(key, value):
     return lambda state: state['config'].__setitem__(key, value)
 
 
+def set_model_arg(key, value):
+    return lambda state: state['model_args'].__setitem__(key, value)
+
+
 def drop_weight(state):
     del state['model'][next(iter(state['model']))]
 
@@ -261,15 +276,20 @@ CHECKPOINT_CASES = [
     ('supervised checkpoint, weak program', 'weak',
      lambda d, r, t: ['--resume', r['supervised'] / LAST, '--data_root', d],
      'saved by the supervised setting, not weak; use supv_train.sh / supv_test.sh'),
-    ('another model size', 'supervised',
+    ('weights of another model size', 'supervised',
      lambda d, r, t: evaluate_argv(d, edited(best(r['supervised']), t / 'wide.pth.tar',
-                                             set_config('d_model', 16))),
-     r'wide.pth.tar does not fit this model \(different shape: .*\(\+\d+ more\)\); .*use the '
-     'matching script and config'),
+                                             set_model_arg('d_model', 16))),
+     r'wide.pth.tar does not fit the model it describes \(different shape: .*\(\+\d+ more\)\); '
+     '.*use an unmodified checkpoint'),
     ('a weight missing', 'weak',
      lambda d, r, t: evaluate_argv(d, edited(best(r['weak']), t / 'less.pth.tar', drop_weight)),
-     r'less.pth.tar does not fit this model \(missing: [\w.]+\); it was saved by the weak '
-     'setting'),
+     r'less.pth.tar does not fit the model it describes \(missing: [\w.]+\); it was saved by '
+     'the weak setting'),
+    ('trained on data of other sizes', 'supervised',
+     lambda d, r, t: evaluate_argv(d, edited(best(r['supervised']), t / 'ten.pth.tar',
+                                             set_model_arg('num_classes', 10))),
+     'ten.pth.tar was trained on data with num_classes 10, but these data have 28; use a '
+     'checkpoint trained on data of this shape'),
     ('resume with another model size', 'supervised',
      lambda d, r, t: ['--resume', r['supervised'] / LAST, '--d_model', 16, '--data_root', d],
      r"--d_model 16 differs from the value 8 stored in .*last.pth.tar; a resumed run keeps "),
@@ -326,7 +346,15 @@ def test_bad_checkpoint(setting, make_argv, expected, runs, micro_ave, tmp_path,
 FLAG_CASES = [
     # (id, setting, argv, expected in the line)
     ('unknown flag', 'supervised', ['--learning_rate', '0.1'],
-     'unrecognized arguments: --learning_rate 0.1; see supv_main.py --help'),
+     'unrecognized arguments: --learning_rate 0.1 (did you mean --lr?); see supv_main.py --help'),
+    ('flag of another repository', 'supervised', ['--epochs', '5'],
+     'unrecognized arguments: --epochs 5 (did you mean --n_epoch?)'),
+    ('dashes for underscores', 'weak', ['--data-root', 'x'],
+     'unrecognized arguments: --data-root x (did you mean --data_root?)'),
+    ('an abbreviation', 'supervised', ['--data', 'x'],
+     'unrecognized arguments: --data x (did you mean --data_root?)'),
+    ('a typo', 'supervised', ['--n_epochs', '3', '--learnin_rate', '1'],
+     'unrecognized arguments: --n_epochs 3 --learnin_rate 1 (did you mean --n_epoch, --lr?)'),
     ('weak-only flag', 'supervised', ['--no_background'],
      'unrecognized arguments: --no_background; see supv_main.py --help'),
     ('flag without value', 'weak', ['--lr'], 'argument --lr: expected one argument; see weak_main.py'),
@@ -381,7 +409,7 @@ def test_unwritable_snapshot_dir_is_refused_before_loading_data(
     (tmp_path / 'file').write_text('')
     snapshot = {'under a file': tmp_path / 'file' / 'run', 'in /proc': '/proc/dmin_run',
                 'a file': tmp_path / 'file'}[where]
-    monkeypatch.setattr(utils.run, 'load_ave', lambda *a, **k: pytest.fail('data was loaded'))
+    monkeypatch.setattr(program, 'load_ave', lambda *a, **k: pytest.fail('data was loaded'))
     line = user_error(capsys, 'supervised', [*train_argv(micro_ave, tmp_path),
                                              '--snapshot_pref', snapshot])
     assert f'--snapshot_pref {snapshot} is' in line and 'choose a' in line, line

@@ -2,7 +2,7 @@
 import pytest
 
 from utils.config import default_config, parse_config, resume_config
-from utils.errors import UserError
+from core.errors import UserError
 
 
 @pytest.mark.parametrize('setting', ['supervised', 'weak'])

@@ -1,7 +1,7 @@
 """model.dropout: a cheaper CPU mask with the statistics and gradients of dropout."""
 import torch
 
-from model.dropout import Dropout, cpu_dropout
+from model.dropout import FastCPUDropout, cpu_dropout
 
 
 def test_drop_rate_and_expectation():
@@ -26,11 +26,11 @@ def test_gradient_is_the_same_mask_and_scale():
 
 
 def test_seeded_eval_and_zero_p():
-    layer = Dropout(0.3)
+    layer = FastCPUDropout(0.3)
     x = torch.randn(2, 5, 7)
     torch.manual_seed(3)
     a = layer(x)
     torch.manual_seed(3)
     assert torch.equal(a, layer(x))                     # follows torch's seed (exact resume)
     assert torch.equal(layer.eval()(x), x)
-    assert torch.equal(Dropout(0.0).train()(x), x)
+    assert torch.equal(FastCPUDropout(0.0).train()(x), x)

@@ -44,7 +44,7 @@ def test_table_has_a_row_per_seed_and_their_mean_and_std(seeds_run):
     table = (pref / 'seeds.md').read_text()
     assert '| 3 | 1 |' in table and '| 4 | 1 |' in table
     mean_std = f"{doc['test_accuracy']['mean']:.2f} ± {doc['test_accuracy']['std']:.2f}"
-    assert f'| **mean ± std** (n=2) |' in table and mean_std in table
+    assert '| **mean ± std** (n=2) |' in table and mean_std in table
     assert mean_std in proc.stdout
 
 

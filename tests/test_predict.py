@@ -13,10 +13,10 @@ from dataset.ave import load_ave
 from dataset.layout import BACKGROUND, LABEL_NAMES
 from tests.helpers import REPO, SMALL_FLAGS, best_checkpoint, run_script
 from tests.test_plots import png_size
-from tools.predict import load_model
 from tools.predict import main as predict
+from utils.checkpoint import load_checkpoint, model_from_checkpoint
 from utils.plots import SIZES
-from utils.run import main as train
+from main import main as train
 
 
 @pytest.fixture(scope='module')
@@ -45,11 +45,10 @@ def predicted(checkpoints, tiny_ave, tmp_path_factory):
 
 def model_outputs(checkpoint, data, rows):
     """(preds, confidence, labels) of tensor `rows` of AVEData `data`, straight from the model."""
-    model, _, _ = load_model(checkpoint, None, torch.device('cpu'))
-    audio, visual, targets = data.batch(rows)
+    model = model_from_checkpoint(load_checkpoint(checkpoint), checkpoint).eval()
     with torch.no_grad():
-        outputs = model(audio, visual)
-    return model.predict(outputs), model.confidence(outputs), targets['segment']
+        outputs = model(*data.inputs(rows))
+    return model.predict(outputs), model.confidence(outputs), data.targets(rows)['segment']
 
 
 def split_outputs(checkpoint, data_root, split):
@@ -160,7 +159,8 @@ def one_line_error(returncode, stderr, *words):
 def test_setting_mismatch_from_the_command_line(checkpoints, tiny_ave, tmp_path):
     proc = run_predict('--checkpoint', checkpoints['supervised'], '--setting', 'weak',
                        '--data_root', tiny_ave, '--out', tmp_path / 'x.json')
-    one_line_error(proc.returncode, proc.stderr, 'supervised checkpoint, not weak')
+    one_line_error(proc.returncode, proc.stderr, 'saved by the supervised setting, not weak; '
+                   'drop --setting')
 
 
 def test_bad_inputs_are_one_line_errors(checkpoints, tiny_ave, tmp_path, capsys):

@@ -6,32 +6,27 @@ of the training loop, which does not depend on the model's size.
 import errno
 import json
 import os
-import random
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
 import torch
 
-import utils.checkpoint
+import core.atomic
+import main as program
 import utils.engine
-import utils.run
+from core.errors import UserError
 from dataset.synthetic import generate
+from main import main
 from tests.helpers import REPO, TINY_FLAGS, user_error
-from utils.checkpoint import LAST, load_checkpoint, save_checkpoint
-from utils.errors import UserError
-from utils.run import main
-from utils.run_dir import BEST_GLOB
+from utils.checkpoint import BEST_GLOB, LAST, load_checkpoint, save_checkpoint
 
 N_EPOCH = 6
 # Milestones inside the run, so that a resumed run must continue the learning-rate schedule.
-# One thread: the tiny model gains little from more, and a busy machine slows several
-# threads down by 10x or more, which would upset the timing of the kills.
+# One thread: the tiny model gains little from more.
 FLAGS = ['--batch_size', '4', '--lr_milestones', '1', '3', '--num_threads', '1', '--no_progress',
          *TINY_FLAGS]
-KILL_SEED = 7
 
 
 def argv(data, folder, n_epoch=N_EPOCH, *extra):
@@ -171,25 +166,9 @@ def wait_for(proc, text):
     raise AssertionError(f'the run ended (exit {proc.wait()}) before printing {text!r}')
 
 
-def kill(proc, after):
-    """SIGKILL `proc` `after` seconds from now; assert that it was still running then."""
-    time.sleep(after)
-    assert proc.poll() is None, 'the run ended before the kill'
-    proc.kill()
-    proc.communicate()
-
-
 def wait_for_self_kill(proc):
     output, _ = proc.communicate()
     assert proc.returncode == -9, output
-
-
-def log_times(run):
-    """Seconds from the start line of `run`'s train.log to each epoch's line: [t1, t2, ...]."""
-    stamps = [(time.mktime(time.strptime(line[:19], '%Y-%m-%d %H:%M:%S')) + int(line[20:23]) / 1000,
-               line) for line in (run / 'train.log').read_text().splitlines()]
-    began = next(t for t, line in stamps if STARTED in line)
-    return [t - began for t, line in stamps if ' | lr ' in line]
 
 
 def intact(run):
@@ -201,9 +180,8 @@ def intact(run):
     last = load_checkpoint(run / LAST)
     best = load_checkpoint(run / last['best']['checkpoint'])
     assert best['epoch'] == last['best']['epoch']
-    if (run / 'metrics.json').exists():   # written just after last.pth.tar
-        done = json.loads((run / 'metrics.json').read_text())['epochs_done']
-        assert done in (last['epoch'] - 1, last['epoch'])
+    if (run / 'metrics.json').exists():   # written just after last.pth.tar: never ahead of it
+        assert json.loads((run / 'metrics.json').read_text())['epochs_done'] <= last['epoch']
     return last['epoch']
 
 
@@ -215,53 +193,49 @@ def partial_temp_file(run, name):
     return temp
 
 
-def test_killed_during_checkpoint_writes_and_at_random_moments_resumes_bit_identical(
-        straight_process, data, tmp_path):
+def test_killed_at_every_kind_of_moment_resumes_bit_identical(straight_process, data, tmp_path):
+    """Seven kills, each at an event of the run (never after a guessed time): half-way through
+    writing a checkpoint or metrics.json, right after last.pth.tar, in a training step, in an
+    evaluation, and once by SIGKILL from outside as soon as the run has started."""
     run = tmp_path / 'run'
     fresh = [*argv(data, run), '--overwrite']
-    resume = [REPO / 'supv_main.py', '--resume', run / LAST, '--no_progress']
-    die_while_writing = ['-m', 'tests.die_while_writing', 'supervised']
-    kills = []
+    resume = ['--resume', run / LAST, '--no_progress']
+    die_at = ['-m', 'tests.die_at', 'supervised']
 
     # Half-way through writing epoch 1's best checkpoint: nothing to resume yet.
-    wait_for_self_kill(start(*die_while_writing, 'best_model', 1, *fresh))
+    wait_for_self_kill(start(*die_at, 'write:best_model', 1, *fresh))
     partial_temp_file(run, 'model_epoch_1_*')
     assert intact(run) == 0 and not list(run.glob(BEST_GLOB))
-    kills.append('writing the best checkpoint of epoch 1')
 
     # Half-way through writing epoch 2's last.pth.tar: epoch 1's is intact.
-    wait_for_self_kill(start(*die_while_writing, LAST, 2, *fresh))
+    wait_for_self_kill(start(*die_at, f'write:{LAST}', 2, *fresh))
     partial_temp_file(run, LAST)
     assert intact(run) == 1
-    kills.append('writing last.pth.tar of epoch 2')
 
-    # At random moments of epochs 2 to 4, one in each fifth of an epoch's time: training,
-    # evaluation, checkpoint and metrics writes, logging. An epoch's log line comes after
-    # all of its files are written, so waiting for the line of epoch e-1 and then a part of
-    # an epoch's time lands in epoch e (the first epoch of a process, which warms up, is
-    # timed apart). 2 epochs are left after each, so the run cannot end before its kill.
-    times = log_times(straight_process)
-    first, cycle = times[0], float(np.median(np.diff(times)))
-    rng = random.Random(KILL_SEED)
-    fractions = [(fifth + rng.random()) / 5 for fifth in rng.sample(range(5), 5)]
-    for target, fraction in zip((2, 3, 3, 4, 4), fractions):
-        done = intact(run)
-        target = max(target, done + 1)
-        proc = start(*resume)
-        wait_for(proc, STARTED)
-        if target > done + 1:
-            wait_for(proc, f'epoch {target - 1:3d} |')
-        if target > N_EPOCH - 2:   # only if a kill landed after its epoch's last write
-            fraction /= 2
-        kill(proc, fraction * (first if target == done + 1 else cycle))
-        kills.append(f'{fraction:.0%} into epoch {target} (last.pth.tar of epoch {done} before, '
-                     f'of epoch {intact(run)} after)')
+    # From outside, as soon as the resumed run has loaded everything: epoch 2's training.
+    proc = start(REPO / 'supv_main.py', *resume)
+    wait_for(proc, STARTED)
+    proc.kill()
+    proc.communicate()
+    assert proc.returncode == -9 and intact(run) == 1
 
-    proc = start(*resume)
+    # In the third training step of epoch 2.
+    wait_for_self_kill(start(*die_at, 'step', 3, *resume))
+    assert intact(run) == 1
+    # Evaluating epoch 3's val split (epoch 2's val and test come first).
+    wait_for_self_kill(start(*die_at, 'eval', 3, *resume))
+    assert intact(run) == 2
+    # Right after epoch 3's last.pth.tar, before its metrics.json.
+    wait_for_self_kill(start(*die_at, f'after:{LAST}', 1, *resume))
+    assert intact(run) == 3
+    assert json.loads((run / 'metrics.json').read_text())['epochs_done'] == 2
+    # Half-way through epoch 4's metrics.json.
+    wait_for_self_kill(start(*die_at, 'write:metrics.json', 1, *resume))
+    assert intact(run) == 4
+
+    proc = start(REPO / 'supv_main.py', *resume)
     output, _ = proc.communicate()
     assert proc.returncode == 0, output
-    print('\n'.join(f'kill {i + 1}: {k}' for i, k in enumerate(kills)))
-    assert len(kills) == 7
     assert_same_run(straight_process, run)
     assert not list(run.glob('.*.tmp')), 'the partial files of killed writes are cleaned up'
 
@@ -290,18 +264,35 @@ def test_non_finite_loss_stops_with_epoch_and_step_keeping_the_last_good_checkpo
     else:
         assert f'epoch {epoch - 1}' in line and load_checkpoint(run / LAST)['epoch'] == epoch - 1
         assert json.loads((run / 'metrics.json').read_text())['epochs_done'] == epoch - 1
+    # The run's log ends with the line the user saw.
+    assert (run / 'train.log').read_text().splitlines()[-1].endswith(line)
+
+
+def test_ctrl_c_before_training_leaves_no_run_folder(data, tmp_path, monkeypatch, capsys):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(program, 'load_ave', interrupted)
+    (tmp_path / 'mine').mkdir()
+    (tmp_path / 'mine' / 'notes.txt').write_text('kept')
+    for folder in (tmp_path / 'new' / 'run', tmp_path / 'mine'):
+        with pytest.raises(SystemExit) as e:
+            main('supervised', argv(data, folder, 3))
+        assert e.value.code == 130
+    assert not (tmp_path / 'new' / 'run').exists()
+    assert [p.name for p in (tmp_path / 'mine').iterdir()] == ['notes.txt']
 
 
 def test_ctrl_c_exits_with_one_line_and_keeps_the_finished_epochs(
         data, tmp_path, monkeypatch, capsys):
-    real_train = utils.run.train_one_epoch
+    real_train = program.train_one_epoch
 
     def train_one_epoch(*args, **kwargs):
         if args[4] == 2:   # the epoch
             raise KeyboardInterrupt
         return real_train(*args, **kwargs)
 
-    monkeypatch.setattr(utils.run, 'train_one_epoch', train_one_epoch)
+    monkeypatch.setattr(program, 'train_one_epoch', train_one_epoch)
     with pytest.raises(SystemExit) as e:
         main('supervised', argv(data, tmp_path / 'run', 3))
     assert e.value.code == 130
@@ -317,7 +308,7 @@ def test_a_failed_write_keeps_the_previous_file_and_is_one_clear_error(tmp_path,
     def disk_full(fd):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr(utils.checkpoint.os, 'fsync', disk_full)
+    monkeypatch.setattr(core.atomic.os, 'fsync', disk_full)
     with pytest.raises(UserError, match=f'could not write {path} .No space left on device.; '
                                         'the previous last.pth.tar, if any, is intact'):
         save_checkpoint({'model': {}, 'config': {}, 'epoch': 2}, path)

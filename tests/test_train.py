@@ -1,34 +1,33 @@
 """The shared loop through supv_main.py / supv_*.sh: training, checkpoints, logs, evaluation."""
 import json
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from dataset.ave import load_ave
-from model import build_criterion, build_model
-from tests.helpers import SMALL_FLAGS, SMALL_MODEL, best_checkpoint, printed_test_accuracy, run_script
-from utils.checkpoint import load_checkpoint
-from utils.config import parse_config
+from main import main
+from tests.helpers import (REPO, SMALL_FLAGS, SMALL_MODEL, best_checkpoint, build,
+                           printed_test_accuracy, run_script, user_error)
+from utils.checkpoint import load_checkpoint, save_checkpoint
 from utils.engine import evaluate, train_one_epoch
-from utils.run import main
 
 
 def test_tiny_overfit_loss_falls_and_accuracy_rises(tiny_ave):
     torch.manual_seed(0)
-    cfg, _, _ = parse_config('supervised', ['--lr', '2e-3', '--batch_size', '8'])
-    cfg.update(SMALL_MODEL)
+    cfg, model, criterion = build('supervised', '--lr', '4e-3', '--batch_size', '8', **SMALL_MODEL)
     data = load_ave(tiny_ave, splits=('train',), progress=False)
     data.splits['train'] = data.splits['train'][:16]
     data.splits['fit'] = data.splits['train']
-    model = build_model(cfg, 'supervised')
-    criterion = build_criterion(cfg, 'supervised')
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg['lr'])
     generator = torch.Generator().manual_seed(0)
     before, _ = evaluate(model, data, 'fit', cfg, progress=False)
     stats = [train_one_epoch(model, criterion, data, optimizer, e, cfg, generator, progress=False)
-             for e in range(1, 31)]
+             for e in range(1, 16)]
     after, _ = evaluate(model, data, 'fit', cfg, progress=False)
     assert stats[-1]['loss'] < 0.5 * stats[0]['loss']
     assert after > before + 30 and after > 80
@@ -39,7 +38,8 @@ def trained(tiny_ave, tmp_path_factory):
     """One 2-epoch run through supv_train.sh, as the README shows it."""
     run = tmp_path_factory.mktemp('runs') / 'supervised'
     proc = run_script('supv_train.sh', '--data_root', tiny_ave, '--snapshot_pref', run,
-                      '--n_epoch', 2, '--batch_size', 8, '--no_progress', *SMALL_FLAGS)
+                      '--n_epoch', 2, '--batch_size', 8, '--no_progress', *SMALL_FLAGS,
+                      '--tb_images_every', 10)
     return run, proc
 
 
@@ -57,8 +57,36 @@ def test_train_script_writes_the_run_folder(trained):
     assert last['epoch'] == 2 and {'model', 'optimizer', 'scheduler', 'rng', 'config', 'best'} <= set(last)
     assert (run / 'config.yaml').is_file() and (run / 'train.log').is_file()
     assert (run / 'code' / 'supv_main.py').is_file() and (run / 'code' / 'model' / 'dima.py').is_file()
-    assert 'tensorboard --logdir' in proc.stdout and str(best) in proc.stdout
+    assert str(best) in proc.stdout
     assert not list(run.glob('.*.tmp')), 'no temporary files are left behind'
+
+
+def test_the_printed_tensorboard_command_works_from_the_repository_root(trained):
+    run, proc = trained
+    program, logdir = re.search(r'TensorBoard: (\S+) --logdir (\S+)$', proc.stdout, re.M).groups()
+    # The tensorboard of the Python that ran (the .venv's), not one that may not be on PATH.
+    assert (REPO / program).resolve() == (Path(sys.executable).parent / 'tensorboard').resolve()
+    assert (REPO / logdir).resolve() == run.resolve()
+    assert subprocess.run([REPO / program, '--version'], cwd=REPO, capture_output=True).returncode == 0
+
+
+@pytest.mark.parametrize('script', ['supv_test.sh', 'predict.sh', 'multiseed.sh'])
+def test_help_names_the_script_the_user_ran_and_ends_with_an_example(script):
+    lines = run_script(script, '--help').stdout.strip().splitlines()
+    assert lines[0].startswith(f'usage: {script} ')
+    assert lines[-1].startswith(f'example: bash {script} --')
+
+
+def test_a_checkpoint_written_before_model_args_were_stored_still_loads(trained, tiny_ave, tmp_path):
+    run, _ = trained
+    state = load_checkpoint(best_checkpoint(run))
+    del state['model_args']                    # as the checkpoints of earlier versions were
+    state['config']['compile'] = False         # with a key that no longer exists
+    save_checkpoint(state, tmp_path / 'old.pth.tar')
+    proc = run_script('supv_test.sh', '--data_root', tiny_ave, '--resume', tmp_path / 'old.pth.tar',
+                      '--no_progress')
+    metrics = json.loads((run / 'metrics.json').read_text())
+    assert printed_test_accuracy(proc.stdout) == pytest.approx(metrics['test_accuracy'], abs=5e-4)
 
 
 def test_tensorboard_has_losses_accuracies_and_lr(trained):
@@ -101,25 +129,6 @@ def test_select_on_test_and_overwrite(tiny_ave, tmp_path):
     assert len(list(run.glob('*_best_model.pth.tar'))) == 1
 
 
-def test_compile_flag_runs_the_compiled_model_and_saves_plain_weights(tiny_ave, tmp_path, monkeypatch):
-    calls = []
-    real_compile = torch.compile
-
-    def eager_compile(model, **kwargs):   # the real wrapper, without inductor's compile time
-        calls.append(model)
-        return real_compile(model, backend='eager')
-
-    monkeypatch.setattr(torch, 'compile', eager_compile)
-    run = tmp_path / 'run'
-    result = main('supervised', ['--data_root', str(tiny_ave), '--snapshot_pref', str(run),
-                                 '--n_epoch', '1', '--batch_size', '8', '--no_progress',
-                                 '--compile', *SMALL_FLAGS])
-    assert len(calls) == 1 and result['epochs_done'] == 1
-    state = load_checkpoint(run / 'last.pth.tar')
-    assert not any(k.startswith('_orig_mod') for k in state['model'])
-    assert state['config']['compile'] is True
-
-
 def test_run_folder_has_the_best_epochs_report(trained):
     run, _ = trained
     metrics = json.loads((run / 'metrics.json').read_text())
@@ -143,7 +152,7 @@ def test_tensorboard_has_per_class_and_confusion_images(trained):
     assert [e.step for e in events.Images('confusion_matrix/val')] == [2]
 
 
-def test_evaluate_report_writes_the_test_report(trained, tiny_ave, tmp_path):
+def test_evaluate_report_writes_the_test_report(trained, tiny_ave, tmp_path, capsys):
     run, _ = trained
     metrics = json.loads((run / 'metrics.json').read_text())
     proc = run_script('supv_test.sh', '--data_root', tiny_ave, '--resume', best_checkpoint(run),
@@ -154,5 +163,5 @@ def test_evaluate_report_writes_the_test_report(trained, tiny_ave, tmp_path):
     assert 'event vs background: precision' in proc.stdout
     assert {p.name for p in (tmp_path / 'report').iterdir()} == {
         'report.json', 'report.md', 'confusion_matrix.png', 'per_class_accuracy.png'}
-    alone = run_script('supv_train.sh', '--report', tmp_path / 'r2', check=False)
-    assert alone.returncode == 2 and '--report goes with --evaluate' in alone.stderr
+    assert '--report goes with --evaluate' in user_error(capsys, 'supervised', [
+        '--report', tmp_path / 'r2', '--data_root', tiny_ave])

@@ -27,8 +27,8 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from dataset.layout import AUDIO_DIM, NUM_SEGMENTS, VISUAL_SHAPE  # noqa: E402
-from model import build_criterion, build_model  # noqa: E402
+from dataset.layout import AUDIO_DIM, AVE_SIZES, NUM_CLASSES, NUM_SEGMENTS, VISUAL_SHAPE  # noqa: E402
+from model import build_criterion, build_model, model_args  # noqa: E402
 from model.criterion import total_loss  # noqa: E402
 from utils.config import default_config  # noqa: E402
 from utils.engine import autocast  # noqa: E402
@@ -81,8 +81,8 @@ def lstm_flops(model, batch):
 
 def model_flops(cfg, setting):
     """(forward, training) FLOPs per video of the model of `cfg`."""
-    model = build_model(cfg, setting)
-    criterion = build_criterion(cfg, setting)
+    model = build_model(model_args(setting, AVE_SIZES, cfg))
+    criterion = build_criterion(cfg, setting, NUM_CLASSES)
     audio, visual, targets = fake_batch(2, torch.device('cpu'))
     with FlopCounterMode(display=False) as forward:
         outputs = model(audio, visual)
@@ -98,18 +98,18 @@ def fake_batch(batch, device, generator=None):
     """Random AVE-shaped inputs and targets (features >= 0 like VGG outputs)."""
     audio = torch.rand(batch, NUM_SEGMENTS, AUDIO_DIM, device=device)
     visual = torch.rand(batch, NUM_SEGMENTS, *VISUAL_SHAPE, device=device)
-    video_class = torch.arange(batch, device=device) % 28
+    video_class = torch.arange(batch, device=device) % NUM_CLASSES
     segment = video_class[:, None].repeat(1, NUM_SEGMENTS)
-    segment[:, :3] = 28
-    label = torch.nn.functional.one_hot(video_class, 29).float()
+    segment[:, :3] = NUM_CLASSES                                   # background
+    label = torch.nn.functional.one_hot(video_class, NUM_CLASSES + 1).float()
     return audio, visual, {'segment': segment, 'video_class': video_class, 'video_label': label}
 
 
 def throughput(cfg, setting, device, amp, batch, steps, train):
     """Videos per second of training steps (or evaluation forwards) on random inputs."""
     torch.manual_seed(0)
-    model = build_model(cfg, setting).to(device)
-    criterion = build_criterion(cfg, setting)
+    model = build_model(model_args(setting, AVE_SIZES, cfg)).to(device)
+    criterion = build_criterion(cfg, setting, NUM_CLASSES)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg['lr'])
     audio, visual, targets = fake_batch(batch, device)
     run_cfg = dict(cfg, amp=amp)

@@ -15,11 +15,11 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from core.atomic import write_text  # noqa: E402
+from core.errors import UserError, exit_on_user_error  # noqa: E402
+from main import main as run_main  # noqa: E402
 from model.dmin import SETTINGS  # noqa: E402
-from utils.checkpoint import write_text  # noqa: E402
-from utils.config import Parser, parse_config  # noqa: E402
-from utils.errors import UserError, exit_on_user_error  # noqa: E402
-from utils.run import main as run_main  # noqa: E402
+from utils.config import Parser, parse_config, program_name  # noqa: E402
 from utils.run_dir import holds_run  # noqa: E402
 
 # Flags that multiseed sets itself for every run, or that do not train.
@@ -29,11 +29,12 @@ SCRIPTS = {'supervised': 'supv_main.py', 'weak': 'weak_main.py'}
 
 def build_parser():
     parser = Parser(
-        prog='tools/multiseed.py', allow_abbrev=False,
+        prog=program_name('tools/multiseed.py'),
         description='Train a setting once per seed; write seeds.md and seeds.json with each '
                     "seed's val/test accuracy and their mean +- std.",
         epilog='Every other flag (e.g. --data_root, --n_epoch) is passed to each training run; '
-               'see python supv_main.py --help or python weak_main.py --help.')
+               'see python supv_main.py --help or python weak_main.py --help.',
+        example='bash multiseed.sh --setting supervised --seeds 1 2 3 --data_root data')
     parser.add_argument('--setting', required=True, choices=SETTINGS)
     parser.add_argument('--seeds', required=True, nargs='+', type=int, metavar='S',
                         help='the seeds, e.g. --seeds 1 2 3')

@@ -19,31 +19,30 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
-import torch
-from tqdm import tqdm
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from core.atomic import write_text  # noqa: E402
+from core.errors import UserError, exit_on_user_error  # noqa: E402
 from dataset import layout as L  # noqa: E402
-from dataset.ave import (check_float, check_one_hot, check_same_count, check_shape,  # noqa: E402
-                         find_file, load_ave, open_h5, read_features, read_key)
+from dataset.ave import load_ave, load_videos  # noqa: E402
 from dataset.labels import read_annotations  # noqa: E402
-from model.dmin import MODEL_KEYS, SETTINGS, build_model  # noqa: E402
-from utils.checkpoint import load_checkpoint, load_model_state, write_text  # noqa: E402
-from utils.config import Parser  # noqa: E402
-from utils.engine import autocast  # noqa: E402
-from utils.errors import UserError, exit_on_user_error  # noqa: E402
+from model.dmin import SETTINGS  # noqa: E402
+from utils.checkpoint import check_setting, load_checkpoint, model_from_checkpoint  # noqa: E402
+from utils.config import Parser, program_name  # noqa: E402
+from utils.device import resolve_device  # noqa: E402
+from utils.engine import infer  # noqa: E402
 from utils.metrics import event_summary, merge_events, report  # noqa: E402
-from utils.run import resolve_device, write_report  # noqa: E402
+from utils.report import make_folder, write_report  # noqa: E402
 
 CSV_FIELDS = ('index', 'row', 'video_id', 'class', 'class_name', 'start_s', 'end_s', 'score')
 
 
 def build_parser():
     parser = Parser(
-        prog='tools/predict.py',
+        prog=program_name('tools/predict.py'),
         description='Predict audio-visual events with a DMIN checkpoint: per-segment classes '
-                    'and confidences and merged event intervals, as JSON (and CSV, plots).')
+                    'and confidences and merged event intervals, as JSON (and CSV, plots).',
+        example='bash predict.sh --checkpoint runs/supervised/last.pth.tar --data_root data '
+                '--split test --out preds.json --plot plots')
     parser.add_argument('--checkpoint', required=True, metavar='CKPT',
                         help='a best-model or last.pth.tar checkpoint of either setting')
     source = parser.add_mutually_exclusive_group(required=True)
@@ -93,135 +92,25 @@ def parse_args(argv):
 
 # ----------------------------------------------------------------------------- inputs
 
-class FolderVideos:
-    """One split of an AVE data folder, loaded by dataset.ave (features on `device`)."""
-
-    def __init__(self, root, split, device, progress):
-        # The supervised files suffice: prediction needs no video labels or background videos.
-        self.data = load_ave(root, (split,), 'supervised', background=False, device=device,
-                             progress=progress)
-        self.order = self.data.splits[split]                          # (N,) tensor rows
-        self.rows = self.data.source_rows[self.order.cpu().numpy()]   # (N,) data-folder rows
-        self.labels = self.data.segment[self.order].cpu()             # (N, T)
-        with open_h5(find_file(Path(root), L.AUDIO_FILES)) as f:
-            self.total = read_key(f, L.FEATURE_KEY).shape[0]
-        self.source = {'data_root': str(root), 'split': split}
-
-    def __len__(self):
-        return len(self.order)
-
-    def batches(self, size):
-        for start in range(0, len(self), size):
-            audio, visual, _ = self.data.batch(self.order[start:start + size])
-            yield audio, visual                                       # (B, T, 128), (B, T, 7, 7, 512)
-
-    def close(self):
-        pass
-
-
-def _existing(path, flag):
+def existing(path, flag):
     if not Path(path).is_file():
         raise UserError(f'{flag} {path} not found; give the path of an HDF5 file')
     return path
 
 
-class FileVideos:
-    """New videos from HDF5 files in the AVE layout, read batch by batch (float32)."""
-
-    def __init__(self, audio, visual, labels, device):
-        self.files = []
-        try:
-            self._check(audio, visual, labels)
-        except BaseException:
-            self.close()
-            raise
-        self.rows = np.arange(self.total)
-        self.device = device
-        self.source = {'audio': str(audio), 'visual': str(visual), 'labels': labels and str(labels)}
-
-    def _check(self, audio, visual, labels):
-        """Open the files and check their keys, shapes, dtypes, counts and one-hot labels."""
-        self.audio = self._open(_existing(audio, '--audio'))
-        self.visual = self._open(_existing(visual, '--visual'))
-        T = L.NUM_SEGMENTS
-        counts = {audio: check_shape(self.audio, (T, L.AUDIO_DIM), 'audio features'),
-                  visual: check_shape(self.visual, (T, *L.VISUAL_SHAPE), 'visual features')}
-        check_float(self.audio)
-        check_float(self.visual)
-        self.labels = None
-        if labels:
-            ds = self._open(_existing(labels, '--labels'))
-            counts[labels] = check_shape(ds, (T, L.NUM_CLASSES + 1), 'one-hot segment labels')
-            one_hot = ds[()]
-            check_one_hot(one_hot, labels)
-            self.labels = torch.from_numpy(one_hot.argmax(-1)).long()  # (N, T)
-        check_same_count(counts)
-        self.total = counts[audio]
-
-    def _open(self, path):
-        f = open_h5(path)
-        self.files.append(f)
-        return read_key(f, L.FEATURE_KEY)
-
-    def __len__(self):
-        return self.total
-
-    def batches(self, size):
-        for start in range(0, self.total, size):
-            rows = np.arange(start, min(start + size, self.total))
-            audio = torch.empty((len(rows), L.NUM_SEGMENTS, L.AUDIO_DIM), device=self.device)
-            visual = torch.empty((len(rows), L.NUM_SEGMENTS, *L.VISUAL_SHAPE), device=self.device)
-            # A NaN names the file and row; these files have no order files to drop it from.
-            skip = 'leave that video out of the file'
-            read_features(self.audio, rows, audio, 'audio', progress=False, skip=skip)
-            read_features(self.visual, rows, visual, 'visual', progress=False, skip=skip)
-            yield audio, visual
-
-    def close(self):
-        for f in self.files:
-            f.close()
-
-
-# ----------------------------------------------------------------------------- model
-
-def load_model(path, wanted_setting, device):
-    """The checkpoint's DMIN in eval mode on `device`, its setting and the checkpoint dict."""
-    if not Path(path).is_file():
-        raise UserError(f'--checkpoint {path} not found; give a .pth.tar file of a run folder '
-                        '(a best-model checkpoint or last.pth.tar)')
-    state = load_checkpoint(path)
-    setting = state.get('setting')
-    if setting not in SETTINGS:
-        raise UserError(f'{path} names no DMIN setting ({setting!r}); use a checkpoint written '
-                        'by supv_main.py or weak_main.py')
-    if wanted_setting and wanted_setting != setting:
-        raise UserError(f'{path} is a {setting} checkpoint, not {wanted_setting}; drop --setting '
-                        f'or use a {wanted_setting} checkpoint')
-    missing = [k for k in MODEL_KEYS if k not in state['config']]
-    if missing:
-        raise UserError(f"{path} has no model config ({', '.join(missing)} missing); use a "
-                        'checkpoint written by supv_main.py or weak_main.py')
-    model = build_model(state['config'], setting)
-    load_model_state(model, state, path)
-    return model.to(device).eval(), setting, state
-
-
-@torch.no_grad()
-def predict(model, videos, batch_size, amp, progress):
-    """(N, T) predicted classes and (N, T) confidences of all videos, on the CPU.
-
-    Results stay on the device until the end, so the batches run without a host sync.
-    """
-    preds, confidence = [], []
-    with tqdm(total=len(videos), desc='predict', unit='video', disable=not progress) as bar:
-        for audio, visual in videos.batches(batch_size):
-            with autocast(audio.device, amp):
-                outputs = model(audio, visual)
-            outputs = {k: v.float() for k, v in outputs.items()}
-            preds.append(model.predict(outputs))
-            confidence.append(model.confidence(outputs))
-            bar.update(len(audio))
-    return torch.cat(preds).cpu(), torch.cat(confidence).cpu()
+def read_inputs(args, device):
+    """(AVEData, its rows to predict, a description of the input) from the command line."""
+    if args.data_root:
+        # The supervised files suffice: prediction needs no video labels or background videos.
+        data = load_ave(args.data_root, (args.split,), 'supervised', background=False,
+                        device=device, progress=args.progress)
+        return data, data.splits[args.split], {'data_root': str(args.data_root),
+                                               'split': args.split}
+    data = load_videos(existing(args.audio, '--audio'), existing(args.visual, '--visual'),
+                       args.labels and existing(args.labels, '--labels'), device,
+                       progress=args.progress)
+    return data, data.splits['videos'], {'audio': str(args.audio), 'visual': str(args.visual),
+                                         'labels': args.labels and str(args.labels)}
 
 
 # ----------------------------------------------------------------------------- outputs
@@ -304,16 +193,8 @@ def read_video_annotations(path, total):
     return annotations
 
 
-def _make_dir(folder):
-    try:
-        Path(folder).mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise UserError(f'cannot create folder {folder} ({e.strerror}); choose a writable path')
-    return Path(folder)
-
-
-def _create_parent(path):
-    _make_dir(Path(path).parent)
+def create_parent(path, flag):
+    make_folder(Path(path).parent, flag)
     return Path(path)
 
 
@@ -321,31 +202,31 @@ def _create_parent(path):
 def main(argv=None):
     """Run the command line; returns the JSON document it wrote."""
     args = parse_args(argv)
-    out = _create_parent(args.out)      # unwritable places fail now, not after the work
+    out = create_parent(args.out, '--out')      # unwritable places fail now, not after the work
     if args.csv:
-        _create_parent(args.csv)
+        create_parent(args.csv, '--csv')
     if args.plot:
-        _make_dir(args.plot)
+        make_folder(args.plot, '--plot')
     device = resolve_device(args.device)
-    model, setting, state = load_model(args.checkpoint, args.setting, device)
-    if args.data_root:
-        videos = FolderVideos(args.data_root, args.split, device, args.progress)
-    else:
-        videos = FileVideos(args.audio, args.visual, args.labels, device)
-    try:
-        annotations = (read_video_annotations(args.annotations, videos.total)
-                       if args.annotations else None)
-        preds, confidence = predict(model, videos, args.batch_size,
-                                    state['config'].get('amp', 'none'), args.progress)
-    finally:
-        videos.close()
-    labels = videos.labels
+    state = load_checkpoint(args.checkpoint, flag='--checkpoint')
+    check_setting(state, args.setting, args.checkpoint,
+                  fix='drop --setting or pass a checkpoint of that setting')
+    setting = state['setting']
+    data, rows, source = read_inputs(args, device)
+    model = model_from_checkpoint(state, args.checkpoint, data.sizes).to(device)
+    annotations = (read_video_annotations(args.annotations, data.file_videos)
+                   if args.annotations else None)
+    preds, confidence = infer(model, data, rows, args.batch_size,
+                              state['config'].get('amp', 'none'), args.progress, 'predict')
+    preds, confidence = preds.cpu(), confidence.cpu()
+    labels = None if data.segment is None else data.segment[rows].cpu()
+    file_rows = data.source_rows[rows.cpu().numpy()]
     entries = [video_entry(i, row, preds[i], confidence[i],
                            None if labels is None else labels[i],
                            None if annotations is None else annotations[row])
-               for i, row in enumerate(videos.rows)]
+               for i, row in enumerate(file_rows)]
     doc = {'checkpoint': str(args.checkpoint), 'setting': setting, 'epoch': state.get('epoch'),
-           'input': videos.source, 'segment_seconds': 1, 'num_videos': len(entries)}
+           'input': source, 'segment_seconds': 1, 'num_videos': len(entries)}
     rep = None
     if labels is not None:
         rep = report(labels, preds)

@@ -1,65 +1,41 @@
-"""Checkpoints that survive crashes: atomic writes, RNG state, clear errors on load."""
-import os
+"""Checkpoints that survive crashes: atomic writes, RNG state, and the one loader of a model.
+
+A checkpoint is a dict saved with torch.save: 'setting', 'epoch', 'model' (the state dict),
+'model_args' (what DMIN was built with: the setting, the data's sizes and the model keys of
+the config), 'config' (the run's whole config) and, in last.pth.tar, what resuming needs:
+'optimizer', 'scheduler', 'rng', 'best' and 'history'.
+"""
 import random
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from utils.errors import UserError
+from core.atomic import atomic_write
+from core.errors import UserError
+from dataset.layout import AVE_SIZES
+from model.dmin import DATA_KEYS, MODEL_KEYS, SETTINGS, build_model
 
 LAST = 'last.pth.tar'
 BEST_PATTERN = 'model_epoch_{epoch}_top1_{acc:.3f}_task_{task}_best_model.pth.tar'
+BEST_GLOB = 'model_epoch_*_best_model.pth.tar'
 TASK_NAMES = {'supervised': 'Supervised', 'weak': 'WeaklySupervised'}
-# atomic_write's temporary files are '.<name>.<random>.tmp'; a killed process leaves one.
-TEMP_SUFFIX = '.tmp'
+SCRIPTS = {'supervised': ('supv_train.sh', 'supv_test.sh'), 'weak': ('weak_train.sh', 'weak_test.sh')}
 
 
 def best_name(epoch, acc, setting):
     return BEST_PATTERN.format(epoch=epoch, acc=acc, task=TASK_NAMES[setting])
 
 
-def atomic_write(path, write):
-    """Call write(file object) on a temp file next to `path`, fsync it, then rename over `path`.
-
-    A crash at any moment leaves either the old file or the new one, never a partial one.
-    """
-    path = Path(path)
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', suffix=TEMP_SUFFIX, dir=path.parent)
-        try:
-            with os.fdopen(fd, 'wb') as f:
-                write(f)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)   # make the rename itself durable
-        finally:
-            os.close(dir_fd)
-    except OSError as e:   # a full disk, a vanished or read-only folder
-        raise UserError(f'could not write {path} ({e.strerror or e}); the previous {path.name}, '
-                        'if any, is intact; free disk space or choose another folder') from None
-
-
 def save_checkpoint(state, path):
     atomic_write(path, lambda f: torch.save(state, f))
 
 
-def write_text(path, text):
-    atomic_write(path, lambda f: f.write(text.encode()))
-
-
-def load_checkpoint(path):
+def load_checkpoint(path, flag='--resume'):
     """The dict saved by save_checkpoint, on the CPU; a UserError if it cannot be read."""
     path = Path(path)
     if not path.is_file():
-        raise UserError(f'checkpoint {path} not found; pass --resume with a .pth.tar file from '
+        raise UserError(f'checkpoint {path} not found; pass {flag} with a .pth.tar file from '
                         'a run folder (--snapshot_pref)')
     try:
         state = torch.load(path, map_location='cpu', weights_only=False)
@@ -73,10 +49,54 @@ def load_checkpoint(path):
     return state
 
 
-def load_model_state(model, state, path):
-    """Load state['model'] into `model`, naming mismatched keys if it does not fit."""
+def saved_model_args(state, path):
+    """The model_args a checkpoint was built with; for one written before they were stored
+    (all of which were trained on the AVE release), the setting, the AVE release's sizes and
+    the model keys of its config."""
+    if 'model_args' in state:
+        return dict(state['model_args'])
+    missing = [k for k in MODEL_KEYS if k not in state['config']]
+    if missing:
+        raise UserError(f"{path} has no model config ({', '.join(missing)} missing); use a "
+                        'checkpoint written by supv_main.py or weak_main.py')
+    return {'setting': state.get('setting'), **AVE_SIZES,
+            **{k: state['config'][k] for k in MODEL_KEYS}}
+
+
+def check_setting(state, setting, path, fix=None):
+    """Refuse a checkpoint of the other setting, naming `fix` (default: the scripts that
+    take it)."""
+    saved = state.get('setting')
+    if saved not in SETTINGS:
+        raise UserError(f'{path} names no DMIN setting ({saved!r}); use a checkpoint written '
+                        'by supv_main.py or weak_main.py')
+    if setting is not None and saved != setting:
+        train_sh, test_sh = SCRIPTS[saved]
+        raise UserError(f'{path} was saved by the {saved} setting, not {setting}; '
+                        f"{fix or f'use {train_sh} / {test_sh} for it'}")
+
+
+def model_from_checkpoint(state, path, sizes=None):
+    """The one way from a checkpoint to a model: DMIN rebuilt from the checkpoint's
+    model_args, with its weights (on the CPU). With `sizes` (the data's {num_classes,
+    audio_dim, visual_dim}), a checkpoint trained on data of other sizes is refused."""
+    args = saved_model_args(state, path)
+    for key in DATA_KEYS if sizes is not None else ():
+        if args[key] != sizes[key]:
+            raise UserError(f'{path} was trained on data with {key} {args[key]}, but these data '
+                            f'have {sizes[key]}; use a checkpoint trained on data of this shape')
+    try:
+        model = build_model(args)
+    except (TypeError, ValueError, RuntimeError) as e:
+        raise UserError(f'{path} holds model arguments this DMIN cannot be built from ({e}); '
+                        'use a checkpoint written by supv_main.py or weak_main.py') from None
+    load_model_state(model, state['model'], path, args['setting'])
+    return model
+
+
+def load_model_state(model, saved, path, setting):
+    """Load state dict `saved` into `model`, naming mismatched keys if it does not fit."""
     own = model.state_dict()
-    saved = state['model']
     missing = [k for k in own if k not in saved]
     unexpected = [k for k in saved if k not in own]
     resized = [k for k in own if k in saved and own[k].shape != saved[k].shape]
@@ -87,9 +107,9 @@ def load_model_state(model, state, path):
             if keys:
                 more = f' (+{len(keys) - 3} more)' if len(keys) > 3 else ''
                 parts.append(f"{what}: {', '.join(keys[:3])}{more}")
-        raise UserError(f"{path} does not fit this model ({'; '.join(parts)}); it was saved by "
-                        f"the {state.get('setting', '?')} setting with its own model size; use "
-                        'the matching script and config')
+        raise UserError(f"{path} does not fit the model it describes ({'; '.join(parts)}); it "
+                        f'was saved by the {setting} setting; use an unmodified checkpoint '
+                        'written by supv_main.py or weak_main.py')
     model.load_state_dict(saved)
 
 

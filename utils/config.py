@@ -5,12 +5,14 @@ file (--config PATH) and then the flags override them. An unknown key or flag is
 and every value is checked before anything runs.
 """
 import argparse
+import difflib
+import os
 import re
 from pathlib import Path
 
 import yaml
 
-from utils.errors import UserError
+from core.errors import UserError
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / 'configs'
 CHOICES = {'select_on': ('val', 'test'), 'feature_dtype': ('float32', 'float16'),
@@ -18,7 +20,25 @@ CHOICES = {'select_on': ('val', 'test'), 'feature_dtype': ('float32', 'float16')
 # Keys that may differ from a checkpoint's config when resuming it: where the data and the
 # run live, the hardware, and how long to train. Everything else continues as it was.
 RESUME_OVERRIDABLE = ('data_root', 'snapshot_pref', 'device', 'num_threads', 'reuse_memory',
-                      'n_epoch', 'progress', 'compile')
+                      'n_epoch', 'progress')
+# Flags that may differ from a checkpoint's config when only evaluating it.
+EVAL_OVERRIDABLE = RESUME_OVERRIDABLE + ('eval_batch_size', 'feature_dtype', 'amp')
+# Names users bring from other repositories, and the flag that does that here.
+FLAG_ALIASES = {'learning_rate': 'lr', 'epochs': 'n_epoch', 'n_epochs': 'n_epoch',
+                'num_epochs': 'n_epoch', 'epoch': 'n_epoch', 'bs': 'batch_size',
+                'wd': 'weight_decay', 'gpu': 'device', 'data': 'data_root', 'data_dir': 'data_root',
+                'dataset': 'data_root', 'output_dir': 'snapshot_pref', 'out_dir': 'snapshot_pref',
+                'save_dir': 'snapshot_pref', 'run_dir': 'snapshot_pref', 'checkpoint': 'resume',
+                'ckpt': 'resume', 'threads': 'num_threads', 'eval': 'evaluate', 'test': 'evaluate'}
+# The example that ends --help, by the name the user ran.
+EXAMPLES = {
+    'supv_train.sh': 'bash supv_train.sh --data_root data --snapshot_pref runs/supervised',
+    'supv_test.sh': 'bash supv_test.sh --data_root data --resume runs/supervised/last.pth.tar',
+    'weak_train.sh': 'bash weak_train.sh --data_root data --snapshot_pref runs/weak',
+    'weak_test.sh': 'bash weak_test.sh --data_root data --resume runs/weak/last.pth.tar',
+    'supv_main.py': 'python supv_main.py --data_root data --snapshot_pref runs/supervised',
+    'weak_main.py': 'python weak_main.py --data_root data --snapshot_pref runs/weak',
+}
 _HELP_LINE = re.compile(r'^(\w+):.*?#\s*(.*)$')
 
 
@@ -77,18 +97,53 @@ def _describe(default):
     return {int: 'an integer', float: 'a number', str: 'a string'}[type(default)]
 
 
+def program_name(default):
+    """The name the user ran: the shell script that started Python (it sets DMIN_SCRIPT),
+    else `default`, so that --help and error lines name what the user typed."""
+    return os.environ.get('DMIN_SCRIPT') or default
+
+
 class Parser(argparse.ArgumentParser):
-    """An ArgumentParser whose errors are one line (a UserError), not the whole usage."""
+    """An ArgumentParser whose errors are one line (a UserError), not the whole usage, that
+    suggests the flag meant for an unknown one, and takes no abbreviated flags."""
+
+    def __init__(self, example=None, **kwargs):
+        super().__init__(allow_abbrev=False, **kwargs)
+        self.example = example
+
+    def format_help(self):
+        """argparse's help, ending with the example command on one line of its own."""
+        text = super().format_help()
+        return f'{text}\nexample: {self.example}\n' if self.example else text
 
     def error(self, message):
+        unknown = re.match(r'unrecognized arguments: (.*)', message)
+        if unknown:
+            hints = [h for h in map(self.suggest, unknown.group(1).split()) if h]
+            if hints:
+                message += f" (did you mean {', '.join(dict.fromkeys(hints))}?)"
         raise UserError(f'{message}; see {self.prog} --help')
+
+    def suggest(self, word):
+        """The known flag closest to `word`, or None."""
+        if not word.startswith('--'):
+            return None
+        known = [f for f in self._option_string_actions if f.startswith('--')]
+        name = word[2:].split('=')[0].replace('-', '_')
+        alias = difflib.get_close_matches(name, FLAG_ALIASES, n=1, cutoff=0.85)
+        for candidate in (name, *(FLAG_ALIASES[a] for a in alias)):
+            if f'--{candidate}' in known:
+                return f'--{candidate}'
+        close = difflib.get_close_matches(f'--{name}', known, n=1, cutoff=0.75)
+        return close[0] if close else None
 
 
 def build_parser(setting, defaults, helps, prog):
     parser = Parser(
         prog=prog, argument_default=argparse.SUPPRESS,
         description=f'Train or evaluate {setting} DMIN on AVE features. Defaults come from '
-                    f'configs/base.yaml and configs/{setting}.yaml.')
+                    f'configs/base.yaml and configs/{setting}.yaml.',
+        example=EXAMPLES.get(prog, f'{prog} --data_root data'))
     run = parser.add_argument_group('run')
     run.add_argument('--config', metavar='PATH', help='YAML file overriding config keys')
     run.add_argument('--resume', metavar='CKPT',
@@ -127,6 +182,7 @@ def parse_config(setting, argv=None, prog=None):
     (config, resume, evaluate, overwrite, report) and the set of keys given on the command line.
     """
     defaults, helps = default_config(setting)
+    prog = prog or program_name(f"{'supv' if setting == 'supervised' else 'weak'}_main.py")
     args = vars(build_parser(setting, defaults, helps, prog).parse_args(argv))
     run = {k: args.pop(k, None) for k in ('config', 'resume', 'evaluate', 'overwrite', 'report')}
     run['evaluate'] = bool(run['evaluate'])
@@ -180,10 +236,15 @@ def validate(cfg):
     need(bool(cfg['snapshot_pref']), 'snapshot_pref', 'must name a folder')
 
 
+def with_saved(cfg, saved):
+    """`cfg` with the values of checkpoint config `saved`: keys added to the repository after
+    the checkpoint was written keep today's value, keys since removed are dropped."""
+    return {**cfg, **{k: v for k, v in saved.items() if k in cfg}}
+
+
 def resume_config(saved, cfg, explicit, path):
     """The config of a resumed run: the checkpoint's, with the overridable flags given now."""
-    # Keys added to the repository after the checkpoint was written take today's value.
-    resumed = {**cfg, **saved}
+    resumed = with_saved(cfg, saved)
     for key in explicit:
         if key in RESUME_OVERRIDABLE:
             resumed[key] = cfg[key]

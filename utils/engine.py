@@ -1,4 +1,4 @@
-"""One training epoch and one evaluation, shared by both settings.
+"""One training epoch and one inference pass, shared by both settings and by predict.
 
 Batches are rows of tensors already on the device; nothing here synchronises with the
 device per step: losses, correct counts and the first non-finite step are accumulated as
@@ -9,8 +9,8 @@ import contextlib
 import torch
 from tqdm import tqdm
 
+from core.errors import UserError
 from model.criterion import total_loss
-from utils.errors import UserError
 
 
 class NonFiniteLoss(UserError):
@@ -41,7 +41,9 @@ def train_one_epoch(model, criterion, data, optimizer, epoch, cfg, generator, pr
     steps = range(0, len(rows), batch)
     for step, start in enumerate(tqdm(steps, desc=f'epoch {epoch} train', unit='step',
                                       disable=not progress, leave=False)):
-        audio, visual, targets = data.batch(rows[start:start + batch])
+        batch_rows = rows[start:start + batch]
+        audio, visual = data.inputs(batch_rows)
+        targets = data.targets(batch_rows)
         with autocast(device, cfg['amp']):
             outputs = model(audio, visual)
         outputs = {k: v.float() for k, v in outputs.items()}
@@ -53,8 +55,7 @@ def train_one_epoch(model, criterion, data, optimizer, epoch, cfg, generator, pr
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg['clip_gradient'])
         optimizer.step()
         with torch.no_grad():
-            n = len(audio)
-            sums += torch.stack([terms[k] for k in names] + [loss]) * n
+            sums += torch.stack([terms[k] for k in names] + [loss]) * len(batch_rows)
             correct += (model.predict(outputs) == targets['segment']).sum()
             bad = ~torch.isfinite(loss) & (first_bad < 0)
             first_bad = torch.where(bad, torch.full_like(first_bad, step + 1), first_bad)
@@ -71,17 +72,27 @@ def train_one_epoch(model, criterion, data, optimizer, epoch, cfg, generator, pr
 
 
 @torch.no_grad()
+def infer(model, data, rows, batch_size, amp='none', progress=True, desc='eval'):
+    """The model's (N, T) predicted classes and (N, T) confidences for `rows` of `data`, in
+    row order, on the data's device (no host sync between batches)."""
+    model.eval()
+    preds, confidence = [], []
+    with tqdm(total=len(rows), desc=desc, unit='video', disable=not progress, leave=False) as bar:
+        for start in range(0, len(rows), batch_size):
+            audio, visual = data.inputs(rows[start:start + batch_size])
+            with autocast(rows.device, amp):
+                outputs = model(audio, visual)
+            outputs = {k: v.float() for k, v in outputs.items()}
+            preds.append(model.predict(outputs))
+            confidence.append(model.confidence(outputs))
+            bar.update(len(audio))
+    return torch.cat(preds), torch.cat(confidence)
+
+
 def evaluate(model, data, split, cfg, progress=True):
     """Segment accuracy (%) over `split` and the (N, T) predicted classes, in split order."""
-    model.eval()
     rows = data.splits[split]
-    preds = []
-    for start in tqdm(range(0, len(rows), cfg['eval_batch_size']), desc=f'eval {split}',
-                      unit='step', disable=not progress, leave=False):
-        audio, visual, _ = data.batch(rows[start:start + cfg['eval_batch_size']])
-        with autocast(rows.device, cfg['amp']):
-            outputs = model(audio, visual)
-        preds.append(model.predict({k: v.float() for k, v in outputs.items()}))
-    preds = torch.cat(preds)                                       # (N, T)
+    preds, _ = infer(model, data, rows, cfg['eval_batch_size'], cfg['amp'], progress,
+                     f'eval {split}')
     correct = int((preds == data.segment[rows]).sum())
     return 100.0 * correct / preds.numel(), preds

@@ -1,20 +1,81 @@
-"""Python logging to the console and, for a training run, to <run folder>/train.log."""
+"""Where a run reports: the console, <run folder>/train.log and TensorBoard."""
 import logging
 import sys
+from pathlib import Path
 
-LOGGER = 'dmin'
+from core.errors import LOGGER
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def setup_logging(log_file=None):
+    """The project's logger: messages to stdout and, for a training run, to `log_file`.
+
+    Records logged with extra={'console': False} (the final error line, which goes to
+    stderr by itself) reach only the file.
+    """
     logger = logging.getLogger(LOGGER)
     logger.setLevel(logging.INFO)
-    logger.handlers.clear()
+    close_logging()
     logger.propagate = False
     console = logging.StreamHandler(sys.stdout)
     console.setFormatter(logging.Formatter('%(message)s'))
+    console.addFilter(lambda record: getattr(record, 'console', True))
     logger.addHandler(console)
     if log_file is not None:
         to_file = logging.FileHandler(log_file)
         to_file.setFormatter(logging.Formatter('%(asctime)s %(levelname)s %(message)s'))
         logger.addHandler(to_file)
     return logger
+
+
+def close_logging():
+    """Detach and close every handler of the project's logger (the log file is released)."""
+    logger = logging.getLogger(LOGGER)
+    for handler in list(logger.handlers):
+        logger.removeHandler(handler)
+        handler.close()
+
+
+def tensorboard_command(folder):
+    """The command that shows `folder` in TensorBoard, as typed in the repository's root:
+    the tensorboard beside this Python (the .venv's) and paths relative to the root."""
+    def shown(path):
+        path = Path(path).absolute()
+        return str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path)
+
+    executable = Path(sys.executable).parent / 'tensorboard'
+    program = shown(executable) if executable.exists() else 'tensorboard'
+    return f'{program} --logdir {shown(folder)}'
+
+
+def log_epoch(writer, log, record, weight_dict):
+    """One epoch's losses, accuracies and learning rate: a log line and TensorBoard scalars."""
+    epoch, train = record['epoch'], record['train']
+    writer.add_scalar('loss/total', train['loss'], epoch)
+    for name in weight_dict:
+        writer.add_scalar(f'loss/{name}', train[name], epoch)
+    writer.add_scalar('accuracy/train', train['accuracy'], epoch)
+    writer.add_scalar('accuracy/val', record['val_accuracy'], epoch)
+    writer.add_scalar('accuracy/test', record['test_accuracy'], epoch)
+    writer.add_scalar('lr', record['lr'], epoch)
+    writer.flush()
+    terms = ' '.join(f'{k} {train[k]:.4f}' for k in weight_dict)
+    log.info(f"epoch {epoch:3d} | lr {record['lr']:.2e} | loss {train['loss']:.4f} ({terms}) | "
+             f"train {train['accuracy']:.2f} | val {record['val_accuracy']:.2f} | "
+             f"test {record['test_accuracy']:.2f} | {record['seconds']:.1f}s")
+
+
+def log_report_images(writer, reports, epoch):
+    """Per-class accuracy bars and the confusion matrix of each split, as TensorBoard images."""
+    from utils import plots   # matplotlib loads only when images are wanted
+    for split, rep in reports.items():
+        bars = plots.per_class_figure(rep['per_class'], rep['accuracy'],
+                                      title=f'Per-class accuracy, {split}, epoch {epoch}')
+        writer.add_image(f'per_class_accuracy/{split}', plots.to_image(bars), epoch,
+                         dataformats='HWC')
+        matrix = plots.confusion_figure(rep['confusion'],
+                                        title=f'Confusion matrix, {split}, epoch {epoch}')
+        writer.add_image(f'confusion_matrix/{split}', plots.to_image(matrix), epoch,
+                         dataformats='HWC')
+    writer.flush()

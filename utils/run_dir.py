@@ -1,15 +1,18 @@
-"""The run folder (--snapshot_pref): never silently reused, checked writable up front."""
+"""The run folder (--snapshot_pref): never silently reused, checked writable up front, and
+left as it was by a start that fails before training."""
+import contextlib
 import shutil
 from pathlib import Path
 
-from utils.checkpoint import LAST, TEMP_SUFFIX, atomic_write
-from utils.errors import UserError
+from core.atomic import atomic_write, temp_files
+from core.errors import UserError
+from utils.checkpoint import BEST_GLOB, LAST
+from utils.logger import close_logging
 
 REPO = Path(__file__).resolve().parents[1]
 # What a run writes; --overwrite deletes exactly these and nothing else of the folder.
 RUN_FILES = ('config.yaml', 'metrics.json', 'train.log', 'report.json', 'report.md', LAST)
 RUN_DIRS = ('tensorboard', 'code')
-BEST_GLOB = 'model_epoch_*_best_model.pth.tar'
 SOURCE_GLOBS = ('*.py', '*.sh', '*.md', 'requirements.txt', 'configs/*.yaml', 'dataset/*.py',
                 'model/*.py', 'utils/*.py', 'tools/*.py')
 
@@ -28,9 +31,11 @@ def prepare_run_dir(folder, resume=None, overwrite=False):
     """Create `folder` for a new run, or reuse it to continue the checkpoint `resume` it holds.
 
     A folder holding another run is refused unless `overwrite`, which clears that run first.
-    Temporary files that a killed run left behind are deleted.
+    Temporary files that a killed run left behind are deleted. Returns (folder, new): new
+    is True when this call created the folder.
     """
     folder = Path(folder)
+    new = not folder.exists()
     if folder.exists() and not folder.is_dir():
         raise UserError(f'--snapshot_pref {folder} is a file, not a folder; choose another path')
     continuing = resume is not None and Path(resume).parent.resolve() == folder.resolve()
@@ -52,9 +57,29 @@ def prepare_run_dir(folder, resume=None, overwrite=False):
         raise UserError(f'--snapshot_pref {folder} is not writable ({e.strerror}); choose a '
                         'folder you can write to')
     for name in RUN_FILES + (BEST_GLOB,):
-        for tmp in folder.glob(f'.{name}.*{TEMP_SUFFIX}'):
+        for tmp in temp_files(folder, name):
             tmp.unlink()
-    return folder
+    return folder, new
+
+
+@contextlib.contextmanager
+def removed_on_failure(folder, new, resuming):
+    """Within the block, a failure (a bad data file, Ctrl-C) removes what this start wrote
+    to run folder `folder`, and the folder itself if it is `new`, so that a run that never
+    trained leaves nothing behind. The folder of the run being resumed is left as it is."""
+    try:
+        yield
+    except BaseException:
+        if new or not resuming:
+            close_logging()   # release train.log before deleting it
+            for f in RUN_FILES:
+                (folder / f).unlink(missing_ok=True)
+            for d in RUN_DIRS:
+                shutil.rmtree(folder / d, ignore_errors=True)
+            if new:
+                with contextlib.suppress(OSError):   # not empty: something else is there
+                    folder.rmdir()
+        raise
 
 
 def keep_best(folder, keep, source):

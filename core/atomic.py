@@ -1,0 +1,62 @@
+"""Atomic files: a file appears whole under its final name, or not at all.
+
+Every file the project writes (checkpoints, metrics, reports, HDF5 labels and features)
+goes through `atomic_path`: it is written to a hidden temporary name beside its
+destination, fsynced, renamed over the destination (atomic within one file system) and the
+folder fsynced, so a crash at any moment leaves the old file or the new one.
+"""
+import contextlib
+import os
+import uuid
+from pathlib import Path
+
+from core.errors import UserError
+
+TEMP_SUFFIX = '.tmp'   # temporary files are '.<name>.<random>.tmp'; a killed process leaves one
+
+
+def temp_files(folder, name_glob='*'):
+    """The temporary files a killed write of a file matching `name_glob` left in `folder`."""
+    return Path(folder).glob(f'.{name_glob}.*{TEMP_SUFFIX}')
+
+
+@contextlib.contextmanager
+def atomic_path(path):
+    """Yield a temporary path beside `path` to write; on success it replaces `path` durably.
+
+    The temporary file is created by the caller with the usual umask-derived permissions.
+    If the block fails, it is deleted and `path` is untouched. An OSError (a full disk, a
+    vanished or read-only folder) becomes a one-line UserError naming `path`.
+    """
+    path = Path(path)
+    tmp = path.with_name(f'.{path.name}.{uuid.uuid4().hex}{TEMP_SUFFIX}')
+    try:
+        try:
+            yield tmp
+            fsync(tmp)
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        fsync(path.parent)   # make the rename itself durable
+    except OSError as e:
+        raise UserError(f'could not write {path} ({e.strerror or e}); the previous {path.name}, '
+                        'if any, is intact; free disk space or choose another folder') from None
+
+
+def fsync(path):
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path, write):
+    """Call write(binary file object) to fill `path` atomically (see atomic_path)."""
+    with atomic_path(path) as tmp, open(tmp, 'xb') as f:
+        write(f)
+
+
+def write_text(path, text):
+    atomic_write(path, lambda f: f.write(text.encode()))

@@ -1,0 +1,189 @@
+"""The program: flags in, DMIN trained or evaluated, results out.
+
+supv_main.py and weak_main.py call main(setting). It reads top to bottom: parse the
+config, prepare the run folder, load the data, build the model and the criterion from
+the data's sizes, then train epoch by epoch (evaluating val and test, keeping the best
+epoch, saving checkpoints) or only evaluate a checkpoint. The pieces live below it:
+utils/engine.py (the loops), utils/checkpoint.py, utils/report.py, utils/logger.py.
+"""
+import json
+import time
+from pathlib import Path
+
+import torch
+from torch.utils.tensorboard import SummaryWriter
+
+from core.atomic import write_text
+from core.errors import UserError, exit_on_user_error
+from dataset.ave import load_ave
+from dataset.layout import LABEL_NAMES
+from model import build_criterion, build_model, count_parameters, model_args
+from utils.checkpoint import (LAST, best_name, check_setting, load_checkpoint,
+                              model_from_checkpoint, restore_rng_state, rng_state, save_checkpoint,
+                              seed_everything)
+from utils.config import EVAL_OVERRIDABLE, dump_config, parse_config, resume_config, with_saved
+from utils.device import configure_torch, keep_freed_memory, resolve_device
+from utils.engine import evaluate, train_one_epoch
+from utils.logger import log_epoch, log_report_images, setup_logging, tensorboard_command
+from utils.metrics import event_summary, report
+from utils.report import (majority_baseline, make_folder, run_summary, write_report,
+                          write_report_with_figures)
+from utils.run_dir import copy_source, keep_best, prepare_run_dir, removed_on_failure
+
+
+@exit_on_user_error
+def main(setting, argv=None, prog=None):
+    """Run the command line of `setting` ('supervised' or 'weak'); returns the metrics."""
+    cfg, run, explicit = parse_config(setting, argv, prog)
+    if run['report'] and not run['evaluate']:
+        raise UserError('--report goes with --evaluate; a training run writes report.json and '
+                        'report.md of its best epoch to its run folder by itself')
+    if run['evaluate']:
+        return evaluate_checkpoint(setting, cfg, run, explicit)
+    return train(setting, cfg, run, explicit)
+
+
+def evaluate_checkpoint(setting, cfg, run, explicit):
+    """Evaluate the --resume checkpoint on the test split and print its accuracy."""
+    if not run['resume']:
+        raise UserError('--evaluate needs --resume CKPT, the checkpoint to evaluate')
+    path = run['resume']
+    log = setup_logging()
+    state = load_checkpoint(path)
+    check_setting(state, setting, path)
+    saved = state['config']
+    for key in sorted(explicit - set(EVAL_OVERRIDABLE)):
+        if cfg[key] != saved.get(key):
+            raise UserError(f'--{key} cannot change when evaluating a checkpoint; its value '
+                            f'comes from {path}')
+    cfg = {**with_saved(cfg, saved), **{k: cfg[k] for k in explicit if k in EVAL_OVERRIDABLE}}
+    configure_torch(cfg)
+    device = resolve_device(cfg['device'])
+    data = load_ave(cfg['data_root'], ('test',), setting, background=False, device=device,
+                    feature_dtype=getattr(torch, cfg['feature_dtype']), progress=cfg['progress'])
+    model = model_from_checkpoint(state, path, data.sizes).to(device)
+    keep_freed_memory(cfg, device)
+
+    acc, preds = evaluate(model, data, 'test', cfg, cfg['progress'])
+    rep = report(data.segment[data.splits['test']], preds)
+    log.info(f'checkpoint {path} (epoch {state["epoch"]}) on {data.num_videos("test")} test videos')
+    log.info(f'test accuracy: {acc:.3f}')
+    log.info(event_summary(rep))
+    if run['report']:
+        folder = make_folder(run['report'], '--report')
+        write_report_with_figures(folder, {'test': rep}, {
+            'setting': setting, 'epoch': state['epoch'], 'checkpoint': str(path)}, 'test split')
+        log.info(f"report: {folder / 'report.md'} (with report.json, confusion_matrix.png, "
+                 'per_class_accuracy.png)')
+    return {'test_accuracy': acc, 'epoch': state['epoch']}
+
+
+def train(setting, cfg, run, explicit):
+    """Train (or, with --resume, continue) a run; returns metrics.json's content."""
+    state = None
+    if run['resume']:
+        state = load_checkpoint(run['resume'])
+        check_setting(state, setting, run['resume'])
+        if 'optimizer' not in state:
+            raise UserError(f"{run['resume']} holds only a model; resume training from the "
+                            f'{LAST} of its run folder')
+        cfg = resume_config(state['config'], cfg, explicit, run['resume'])
+        if 'snapshot_pref' not in explicit:
+            cfg['snapshot_pref'] = str(Path(run['resume']).parent)
+    folder, new = prepare_run_dir(cfg['snapshot_pref'], resume=run['resume'],
+                                  overwrite=run['overwrite'])
+
+    with removed_on_failure(folder, new, resuming=state is not None):
+        log = setup_logging(folder / 'train.log')
+        configure_torch(cfg)
+        device = resolve_device(cfg['device'])
+        seed_everything(cfg['seed'])
+        generator = torch.Generator().manual_seed(cfg['seed'])   # the order of training videos
+        data = load_ave(cfg['data_root'], ('train', 'val', 'test'), setting,
+                        background=cfg.get('background', False), device=device,
+                        feature_dtype=getattr(torch, cfg['feature_dtype']),
+                        progress=cfg['progress'])
+        label, baseline = majority_baseline(data)
+
+        if state is None:
+            model = build_model(model_args(setting, data.sizes, cfg)).to(device)
+        else:
+            model = model_from_checkpoint(state, run['resume'], data.sizes).to(device)
+        criterion = build_criterion(cfg, setting, data.num_classes)
+        # The fused kernel updates all parameters in one launch on CUDA; CPU keeps the default.
+        optimizer = torch.optim.Adam(model.parameters(), lr=cfg['lr'],
+                                     weight_decay=cfg['weight_decay'], fused=device.type == 'cuda')
+        scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, cfg['lr_milestones'],
+                                                         cfg['lr_gamma'])
+        best = {'epoch': 0, 'selected': None, 'val_accuracy': None, 'test_accuracy': None,
+                'checkpoint': None}
+        history, start = [], 1
+        if state is not None:
+            optimizer.load_state_dict(state['optimizer'])
+            scheduler.load_state_dict(state['scheduler'])
+            restore_rng_state(state['rng'], generator)
+            best, history, start = state['best'], state['history'], state['epoch'] + 1
+            keep_best(folder, best['checkpoint'], Path(run['resume']).parent)
+            log.info(f"resuming {run['resume']} at epoch {start}")
+        else:
+            copy_source(folder)
+        write_text(folder / 'config.yaml', dump_config(cfg))
+        keep_freed_memory(cfg, device)
+        log.info(f'{setting} DMIN: {count_parameters(model):,} parameters, device {device}, '
+                 f"{data.num_videos('train')} train / {data.num_videos('val')} val / "
+                 f"{data.num_videos('test')} test videos, run folder {folder}")
+
+    writer = SummaryWriter(folder / 'tensorboard', purge_step=start)
+    for epoch in range(start, cfg['n_epoch'] + 1):
+        began = time.perf_counter()
+        lr = optimizer.param_groups[0]['lr']
+        stats = train_one_epoch(model, criterion, data, optimizer, epoch, cfg, generator,
+                                cfg['progress'])
+        scheduler.step()
+        train_seconds = time.perf_counter() - began
+        val_acc, val_preds = evaluate(model, data, 'val', cfg, cfg['progress'])
+        test_acc, test_preds = evaluate(model, data, 'test', cfg, cfg['progress'])
+        reports = {s: report(data.segment[data.splits[s]], p)
+                   for s, p in (('val', val_preds), ('test', test_preds))}
+        record = {'epoch': epoch, 'lr': lr, 'train': stats, 'val_accuracy': val_acc,
+                  'test_accuracy': test_acc, 'train_seconds': train_seconds,
+                  'seconds': time.perf_counter() - began}
+        history.append(record)
+        # TensorBoard first: a run killed after saving last.pth.tar must not lose the epoch's
+        # events (a resumed run purges any events of the epochs it repeats).
+        log_epoch(writer, log, record, criterion.weight_dict)
+        every = cfg['tb_images_every']
+        if every and (epoch % every == 0 or epoch == cfg['n_epoch']):
+            log_report_images(writer, reports, epoch)
+
+        selected = val_acc if cfg['select_on'] == 'val' else test_acc
+        previous_best = best['checkpoint']
+        weights = {'setting': setting, 'epoch': epoch, 'model': model.state_dict(),
+                   'model_args': model.args, 'config': cfg}
+        if best['selected'] is None or selected > best['selected']:
+            name = best_name(epoch, selected, setting)
+            save_checkpoint({**weights, 'val_accuracy': val_acc, 'test_accuracy': test_acc},
+                            folder / name)
+            best = {'epoch': epoch, 'selected': selected, 'val_accuracy': val_acc,
+                    'test_accuracy': test_acc, 'checkpoint': name}
+            write_report(folder, reports, {'setting': setting, 'epoch': epoch, 'checkpoint': name,
+                                           'select_on': cfg['select_on']})
+        # last.pth.tar names the new best before the old best is deleted, so a crash at any
+        # point leaves a last.pth.tar whose best checkpoint exists.
+        save_checkpoint({**weights, 'optimizer': optimizer.state_dict(),
+                         'scheduler': scheduler.state_dict(), 'rng': rng_state(generator),
+                         'best': best, 'history': history}, folder / LAST)
+        if previous_best and previous_best != best['checkpoint']:
+            (folder / previous_best).unlink(missing_ok=True)
+        write_text(folder / 'metrics.json',
+                   json.dumps(run_summary(setting, cfg, best, history, baseline), indent=1))
+    writer.close()
+
+    if best['checkpoint']:
+        log.info(f"best epoch {best['epoch']} (selected on {cfg['select_on']}): val accuracy "
+                 f"{best['val_accuracy']:.3f}, test accuracy {best['test_accuracy']:.3f}")
+        log.info(f"majority-class baseline (every segment '{LABEL_NAMES[label]}'): val "
+                 f"{baseline['val_accuracy']:.3f}, test {baseline['test_accuracy']:.3f}")
+        log.info(f"checkpoint: {folder / best['checkpoint']}")
+    log.info(f'TensorBoard: {tensorboard_command(folder)}')
+    return run_summary(setting, cfg, best, history, baseline)

@@ -1,0 +1,89 @@
+"""Train like supv_main.py / weak_main.py, but die by SIGKILL at a chosen moment.
+
+    python -m tests.die_at SETTING EVENT N [flags...]
+
+EVENT is where the process kills itself, as a power cut or `kill -9` would:
+    write:NAME  half-way through the N-th atomic write of a file whose name contains NAME
+                (half of the bytes are in its temporary file, synced to disk)
+    after:NAME  right after the N-th such write is complete
+    step        in the N-th training step of the process, after its forward pass
+    eval        at the start of the N-th evaluation of a split
+Used by tests/test_reliability.py.
+"""
+import io
+import os
+import signal
+import sys
+from pathlib import Path
+
+import core.atomic
+import main as program
+import utils.checkpoint
+import utils.engine
+
+
+def die():
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def nth(n):
+    """A function that returns True on its n-th call."""
+    calls = 0
+
+    def hit():
+        nonlocal calls
+        calls += 1
+        return calls == n
+    return hit
+
+
+def patch_writes(name, hit, half):
+    """Make atomic_write (wherever it is called from) die on the write that `hit` picks."""
+    real = core.atomic.atomic_write
+
+    def atomic_write(path, write):
+        if name not in Path(path).name or not hit():
+            return real(path, write)
+        if not half:
+            real(path, write)
+            die()
+        whole = io.BytesIO()
+        write(whole)
+        data = whole.getvalue()
+
+        def half_then_die(f):
+            f.write(data[:len(data) // 2])
+            f.flush()
+            os.fsync(f.fileno())
+            die()
+
+        real(path, half_then_die)
+
+    core.atomic.atomic_write = utils.checkpoint.atomic_write = atomic_write
+
+
+def patch_call(module, attribute, hit):
+    """Make module.attribute die on the call that `hit` picks."""
+    real = getattr(module, attribute)
+
+    def call(*args, **kwargs):
+        if hit():
+            die()
+        return real(*args, **kwargs)
+
+    setattr(module, attribute, call)
+
+
+if __name__ == '__main__':
+    setting, event, n, *flags = sys.argv[1:]
+    hit = nth(int(n))
+    kind, _, name = event.partition(':')
+    if kind in ('write', 'after'):
+        patch_writes(name, hit, half=kind == 'write')
+    elif kind == 'step':
+        patch_call(utils.engine, 'total_loss', hit)     # called once per step, after forward
+    elif kind == 'eval':
+        patch_call(program, 'evaluate', hit)
+    else:
+        raise SystemExit(f'unknown event {event!r}')
+    program.main(setting, flags, prog=f'die_at {setting}')
