@@ -6,29 +6,29 @@ the data's sizes, then train epoch by epoch (evaluating val and test, keeping th
 epoch, saving checkpoints) or only evaluate a checkpoint. The pieces live below it:
 utils/engine.py (the loops), utils/checkpoint.py, utils/report.py, utils/logger.py.
 """
-import json
 import time
 from pathlib import Path
 
 import torch
-from torch.utils.tensorboard import SummaryWriter
 
-from core.atomic import write_text
+from core.atomic import write_json, write_text
 from core.errors import UserError, exit_on_user_error
 from dataset.ave import load_ave
 from dataset.layout import LABEL_NAMES
 from model import build_criterion, build_model, count_parameters, model_args
-from utils.checkpoint import (LAST, best_name, check_setting, load_checkpoint,
-                              model_from_checkpoint, restore_rng_state, rng_state, save_checkpoint,
-                              seed_everything)
+from utils.checkpoint import (LAST, TRAINING_FIELDS, best_name, check_fields, check_setting,
+                              damaged_state, load_checkpoint, model_from_checkpoint,
+                              restore_rng_state, rng_state, save_checkpoint, seed_everything)
 from utils.config import EVAL_OVERRIDABLE, dump_config, parse_config, resume_config, with_saved
-from utils.device import configure_torch, keep_freed_memory, resolve_device
+from utils.device import allocation_errors, configure_torch, keep_freed_memory, resolve_device
 from utils.engine import evaluate, train_one_epoch
-from utils.logger import log_epoch, log_report_images, setup_logging, tensorboard_command
+from utils.logger import (log_epoch, log_report_images, setup_logging, tensorboard_command,
+                          tensorboard_writer)
 from utils.metrics import event_summary, report
 from utils.report import (majority_baseline, make_folder, run_summary, write_report,
                           write_report_with_figures)
-from utils.run_dir import copy_source, keep_best, prepare_run_dir, removed_on_failure
+from utils.run_dir import (copy_source, interrupted, keep_best, prepare_run_dir,
+                           removed_on_failure)
 
 
 @exit_on_user_error
@@ -64,7 +64,8 @@ def evaluate_checkpoint(setting, cfg, run, explicit):
     model = model_from_checkpoint(state, path, data.sizes).to(device)
     keep_freed_memory(cfg, device)
 
-    acc, preds = evaluate(model, data, 'test', cfg, cfg['progress'])
+    with allocation_errors('--eval_batch_size'):
+        acc, preds = evaluate(model, data, 'test', cfg, cfg['progress'])
     rep = report(data.segment[data.splits['test']], preds)
     log.info(f'checkpoint {path} (epoch {state["epoch"]}) on {data.num_videos("test")} test videos')
     log.info(f'test accuracy: {acc:.3f}')
@@ -87,9 +88,15 @@ def train(setting, cfg, run, explicit):
         if 'optimizer' not in state:
             raise UserError(f"{run['resume']} holds only a model; resume training from the "
                             f'{LAST} of its run folder')
+        check_fields(state, run['resume'], TRAINING_FIELDS)
         cfg = resume_config(state['config'], cfg, explicit, run['resume'])
         if 'snapshot_pref' not in explicit:
             cfg['snapshot_pref'] = str(Path(run['resume']).parent)
+    done = 0 if state is None else state['epoch']
+    if cfg['n_epoch'] <= done:
+        setup_logging().info(f"nothing to train: --n_epoch {cfg['n_epoch']} and {done} epochs "
+                             'done; nothing was written')
+        return None
     folder, new = prepare_run_dir(cfg['snapshot_pref'], resume=run['resume'],
                                   overwrite=run['overwrite'])
 
@@ -105,10 +112,11 @@ def train(setting, cfg, run, explicit):
                         progress=cfg['progress'])
         label, baseline = majority_baseline(data)
 
-        if state is None:
-            model = build_model(model_args(setting, data.sizes, cfg)).to(device)
-        else:
-            model = model_from_checkpoint(state, run['resume'], data.sizes).to(device)
+        with allocation_errors('--d_model, --ff_dim, --agta_hidden or --mfb_factor'):
+            if state is None:
+                model = build_model(model_args(setting, data.sizes, cfg)).to(device)
+            else:
+                model = model_from_checkpoint(state, run['resume'], data.sizes).to(device)
         criterion = build_criterion(cfg, setting, data.num_classes)
         # The fused kernel updates all parameters in one launch on CUDA; CPU keeps the default.
         optimizer = torch.optim.Adam(model.parameters(), lr=cfg['lr'],
@@ -119,11 +127,12 @@ def train(setting, cfg, run, explicit):
                 'checkpoint': None}
         history, start = [], 1
         if state is not None:
-            optimizer.load_state_dict(state['optimizer'])
-            scheduler.load_state_dict(state['scheduler'])
-            restore_rng_state(state['rng'], generator)
-            best, history, start = state['best'], state['history'], state['epoch'] + 1
-            keep_best(folder, best['checkpoint'], Path(run['resume']).parent)
+            with damaged_state(run['resume']):
+                optimizer.load_state_dict(state['optimizer'])
+                scheduler.load_state_dict(state['scheduler'])
+                restore_rng_state(state['rng'], generator)
+                best, history, start = state['best'], state['history'], state['epoch'] + 1
+                keep_best(folder, best['checkpoint'], Path(run['resume']).parent)
             log.info(f"resuming {run['resume']} at epoch {start}")
         else:
             copy_source(folder)
@@ -133,50 +142,50 @@ def train(setting, cfg, run, explicit):
                  f"{data.num_videos('train')} train / {data.num_videos('val')} val / "
                  f"{data.num_videos('test')} test videos, run folder {folder}")
 
-    writer = SummaryWriter(folder / 'tensorboard', purge_step=start)
-    for epoch in range(start, cfg['n_epoch'] + 1):
-        began = time.perf_counter()
-        lr = optimizer.param_groups[0]['lr']
-        stats = train_one_epoch(model, criterion, data, optimizer, epoch, cfg, generator,
-                                cfg['progress'])
-        scheduler.step()
-        train_seconds = time.perf_counter() - began
-        val_acc, val_preds = evaluate(model, data, 'val', cfg, cfg['progress'])
-        test_acc, test_preds = evaluate(model, data, 'test', cfg, cfg['progress'])
-        reports = {s: report(data.segment[data.splits[s]], p)
-                   for s, p in (('val', val_preds), ('test', test_preds))}
-        record = {'epoch': epoch, 'lr': lr, 'train': stats, 'val_accuracy': val_acc,
-                  'test_accuracy': test_acc, 'train_seconds': train_seconds,
-                  'seconds': time.perf_counter() - began}
-        history.append(record)
-        # TensorBoard first: a run killed after saving last.pth.tar must not lose the epoch's
-        # events (a resumed run purges any events of the epochs it repeats).
-        log_epoch(writer, log, record, criterion.weight_dict)
-        every = cfg['tb_images_every']
-        if every and (epoch % every == 0 or epoch == cfg['n_epoch']):
-            log_report_images(writer, reports, epoch)
+    writer = tensorboard_writer(folder, purge_step=start)
+    with interrupted(folder), allocation_errors('--batch_size, --eval_batch_size or the widths'):
+        for epoch in range(start, cfg['n_epoch'] + 1):
+            began = time.perf_counter()
+            lr = optimizer.param_groups[0]['lr']
+            stats = train_one_epoch(model, criterion, data, optimizer, epoch, cfg, generator,
+                                    cfg['progress'])
+            scheduler.step()
+            train_seconds = time.perf_counter() - began
+            val_acc, val_preds = evaluate(model, data, 'val', cfg, cfg['progress'])
+            test_acc, test_preds = evaluate(model, data, 'test', cfg, cfg['progress'])
+            reports = {s: report(data.segment[data.splits[s]], p)
+                       for s, p in (('val', val_preds), ('test', test_preds))}
+            record = {'epoch': epoch, 'lr': lr, 'train': stats, 'val_accuracy': val_acc,
+                      'test_accuracy': test_acc, 'train_seconds': train_seconds,
+                      'seconds': time.perf_counter() - began}
+            history.append(record)
+            # TensorBoard first: a run killed after saving last.pth.tar must not lose the epoch's
+            # events (a resumed run purges any events of the epochs it repeats).
+            log_epoch(writer, log, record, criterion.weight_dict)
+            every = cfg['tb_images_every']
+            if every and (epoch % every == 0 or epoch == cfg['n_epoch']):
+                log_report_images(writer, reports, epoch)
 
-        selected = val_acc if cfg['select_on'] == 'val' else test_acc
-        previous_best = best['checkpoint']
-        weights = {'setting': setting, 'epoch': epoch, 'model': model.state_dict(),
-                   'model_args': model.args, 'config': cfg}
-        if best['selected'] is None or selected > best['selected']:
-            name = best_name(epoch, selected, setting)
-            save_checkpoint({**weights, 'val_accuracy': val_acc, 'test_accuracy': test_acc},
-                            folder / name)
-            best = {'epoch': epoch, 'selected': selected, 'val_accuracy': val_acc,
-                    'test_accuracy': test_acc, 'checkpoint': name}
-            write_report(folder, reports, {'setting': setting, 'epoch': epoch, 'checkpoint': name,
-                                           'select_on': cfg['select_on']})
-        # last.pth.tar names the new best before the old best is deleted, so a crash at any
-        # point leaves a last.pth.tar whose best checkpoint exists.
-        save_checkpoint({**weights, 'optimizer': optimizer.state_dict(),
-                         'scheduler': scheduler.state_dict(), 'rng': rng_state(generator),
-                         'best': best, 'history': history}, folder / LAST)
-        if previous_best and previous_best != best['checkpoint']:
-            (folder / previous_best).unlink(missing_ok=True)
-        write_text(folder / 'metrics.json',
-                   json.dumps(run_summary(setting, cfg, best, history, baseline), indent=1))
+            selected = val_acc if cfg['select_on'] == 'val' else test_acc
+            previous_best = best['checkpoint']
+            weights = {'setting': setting, 'epoch': epoch, 'model': model.state_dict(),
+                       'model_args': model.args, 'config': cfg}
+            if best['selected'] is None or selected > best['selected']:
+                name = best_name(epoch, selected, setting)
+                save_checkpoint({**weights, 'val_accuracy': val_acc, 'test_accuracy': test_acc},
+                                folder / name)
+                best = {'epoch': epoch, 'selected': selected, 'val_accuracy': val_acc,
+                        'test_accuracy': test_acc, 'checkpoint': name}
+                write_report(folder, reports, {'setting': setting, 'epoch': epoch, 'checkpoint': name,
+                                               'select_on': cfg['select_on']})
+            # last.pth.tar names the new best before the old best is deleted, so a crash at any
+            # point leaves a last.pth.tar whose best checkpoint exists.
+            save_checkpoint({**weights, 'optimizer': optimizer.state_dict(),
+                             'scheduler': scheduler.state_dict(), 'rng': rng_state(generator),
+                             'best': best, 'history': history}, folder / LAST)
+            if previous_best and previous_best != best['checkpoint']:
+                (folder / previous_best).unlink(missing_ok=True)
+            write_json(folder / 'metrics.json', run_summary(setting, cfg, best, history, baseline))
     writer.close()
 
     if best['checkpoint']:

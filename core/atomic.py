@@ -6,7 +6,10 @@ destination, fsynced, renamed over the destination (atomic within one file syste
 folder fsynced, so a crash at any moment leaves the old file or the new one.
 """
 import contextlib
+import errno
+import json
 import os
+import shutil
 import uuid
 from pathlib import Path
 
@@ -21,12 +24,13 @@ def temp_files(folder, name_glob='*'):
 
 
 @contextlib.contextmanager
-def atomic_path(path):
+def atomic_path(path, size=None):
     """Yield a temporary path beside `path` to write; on success it replaces `path` durably.
 
     The temporary file is created by the caller with the usual umask-derived permissions.
     If the block fails, it is deleted and `path` is untouched. An OSError (a full disk, a
-    vanished or read-only folder) becomes a one-line UserError naming `path`.
+    vanished or read-only folder) becomes a one-line UserError naming `path`; for a full
+    disk, with the space free there and the `size` (bytes) the file needs, where known.
     """
     path = Path(path)
     tmp = path.with_name(f'.{path.name}.{uuid.uuid4().hex}{TEMP_SUFFIX}')
@@ -40,7 +44,12 @@ def atomic_path(path):
             raise
         fsync(path.parent)   # make the rename itself durable
     except OSError as e:
-        raise UserError(f'could not write {path} ({e.strerror or e}); the previous {path.name}, '
+        reason = e.strerror or str(e)
+        if e.errno in (errno.ENOSPC, errno.EDQUOT):
+            free = shutil.disk_usage(path.parent).free
+            needed = f', {size / 2**20:.1f} MiB needed' if size is not None else ''
+            reason += f': {free / 2**20:.1f} MiB free on the disk of {path.parent}{needed}'
+        raise UserError(f'could not write {path} ({reason}); the previous {path.name}, '
                         'if any, is intact; free disk space or choose another folder') from None
 
 
@@ -52,11 +61,16 @@ def fsync(path):
         os.close(fd)
 
 
-def atomic_write(path, write):
-    """Call write(binary file object) to fill `path` atomically (see atomic_path)."""
-    with atomic_path(path) as tmp, open(tmp, 'xb') as f:
-        write(f)
+def atomic_write(path, data):
+    """Write the bytes `data` to `path` atomically (see atomic_path)."""
+    with atomic_path(path, len(data)) as tmp, open(tmp, 'xb') as f:
+        f.write(data)
 
 
 def write_text(path, text):
-    atomic_write(path, lambda f: f.write(text.encode()))
+    atomic_write(path, text.encode())
+
+
+def write_json(path, value):
+    """`value` as strict JSON (no NaN or Infinity, which JSON does not have), atomically."""
+    write_text(path, json.dumps(value, indent=1, allow_nan=False))

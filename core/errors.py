@@ -20,7 +20,8 @@ EXIT_INTERRUPTED = 130   # 128 + SIGINT, as shells report a Ctrl-C
 def exit_on_user_error(main):
     """Run `main`; a UserError prints 'error: <message>' to stderr and exits with status 2.
 
-    Ctrl-C prints one line on how to continue and exits with status 130. Either line also
+    Ctrl-C prints one line (the KeyboardInterrupt's message: how to continue) and exits
+    with status 130. Either line also
     goes to a run's train.log when one is open (not to the console twice).
     """
 
@@ -30,9 +31,9 @@ def exit_on_user_error(main):
             return main(*args, **kwargs)
         except UserError as e:
             stop(f'error: {e}', EXIT_USER_ERROR)
-        except KeyboardInterrupt:
-            stop('interrupted: every checkpoint written so far is intact; continue a training '
-                 'run with --resume <its run folder>/last.pth.tar', EXIT_INTERRUPTED)
+        except KeyboardInterrupt as e:   # its message, where given, says what to do next
+            stop(f"interrupted: {e.args[0] if e.args else 'every file written so far is intact'}",
+                 EXIT_INTERRUPTED)
 
     return wrapper
 

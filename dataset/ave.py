@@ -78,6 +78,10 @@ def find_files(root, wanted):
     found, missing = {}, {}
     for key, (names, source) in wanted.items():
         names = (names,) if isinstance(names, str) else names
+        for n in names:
+            if (root / n).exists() and not (root / n).is_file():
+                raise DataError(f'{root / n} is a folder, not a file; the data folder needs '
+                                f'the HDF5 file {n} there')
         path = next((root / n for n in names if (root / n).is_file()), None)
         if path is None:
             missing[' or '.join(names)] = source
@@ -100,6 +104,9 @@ def reading(path):
         yield
     except H5_ERRORS as e:
         reason = str(e).strip("'").splitlines()[0][:160] if str(e) else type(e).__name__
+        if 'unable to lock file' in reason:
+            raise DataError(f'{path} is in use by another process, which holds its HDF5 file '
+                            'lock; wait for that process to finish') from None
         raise DataError(f'{path} is not a readable HDF5 file (truncated or corrupt? {reason}); '
                         're-download or regenerate it') from None
 
@@ -152,15 +159,33 @@ def check_same_count(counts):
                         'from the same release or generator run')
 
 
-def check_one_hot(labels, path):
-    """labels (..., 29): exactly one 1 and otherwise 0 along the last axis."""
+def check_one_hot(labels, path, rows=None):
+    """labels (N, C + 1) or (N, T, C + 1): exactly one 1 and otherwise 0 along the last axis.
+    `rows` are the file rows of the N labels (default: 0..N-1), for the message."""
+    if labels.dtype.kind not in 'biuf':
+        raise DataError(f'{path} holds {labels.dtype} values; labels are numbers, one-hot 0/1 '
+                        '(regenerate the file with python -m dataset.labels)')
     binary = (labels == 0) | (labels == 1)
     sums = labels.sum(-1)
     bad = ~(binary.all(-1) & (sums == 1))
     if bad.any():
         where = tuple(int(i) for i in np.argwhere(bad)[0])
-        raise DataError(f'{path} is not one-hot at index {where} (values sum to '
-                        f'{float(sums[where]):g}); each row needs exactly one 1 among 29 columns')
+        row = where[0] if rows is None else int(rows[where[0]])
+        segment = f', segment {where[1]}' if len(where) > 1 else ''
+        raise DataError(f'{path} is not one-hot at video row {row}{segment} (values sum to '
+                        f'{float(sums[where]):g}); each row needs exactly one 1 among '
+                        f'{labels.shape[-1]} columns')
+
+
+def check_one_class(segment, num_classes, rows, path):
+    """Every video's event segments (classes below `num_classes`) are of one class."""
+    present = (segment[..., None] == np.arange(num_classes)).any(1)    # (R, C)
+    mixed = np.flatnonzero(present.sum(1) > 1)
+    if len(mixed):
+        classes = np.flatnonzero(present[mixed[0]])
+        raise DataError(f'{path} gives video row {int(rows[mixed[0]])} segments of two event '
+                        f'classes ({int(classes[0])} and {int(classes[1])}); an AVE video has one '
+                        'event class: fix its labels (python -m dataset.labels builds them)')
 
 
 def read_order(path, num_videos):
@@ -219,7 +244,14 @@ def read_features(ds, rows, out, desc, progress, skip='drop it from the order fi
                 row = int(chunk[int((~finite).nonzero()[0])])
                 raise DataError(f'{ds.file.filename} has NaN or Inf values in video {row}; '
                                 f"re-extract that video's features or {skip}")
-            out[start:start + len(chunk)] = block.to(out.device, out.dtype)
+            stored = block.to(out.dtype)
+            finite = torch.isfinite(stored).flatten(1).all(1)
+            if not finite.all():   # float64 beyond float32, or float32 beyond float16
+                row = int(chunk[int((~finite).nonzero()[0])])
+                raise DataError(f'{ds.file.filename} has values too large for {out.dtype} in '
+                                f'video {row} (float16 holds up to 65504); use --feature_dtype '
+                                'float32, or rescale the features')
+            out[start:start + len(chunk)] = stored.to(out.device)
             bar.update(len(chunk))
     finally:
         bar.close()
@@ -229,8 +261,8 @@ def load_ave(root, splits=('train', 'val', 'test'), setting='supervised', backgr
              device='cpu', feature_dtype=torch.float32, progress=True):
     """Validate the data folder `root` and load `splits` onto `device`.
 
-    setting 'weak' also reads mil_labels.h5 and, with `background`, appends the background
-    videos (*_noisy.h5) to the 'train' split. Raises DataError (one line) on any problem.
+    setting 'weak' also reads mil_labels.h5 for 'train' and, with `background`, appends the
+    background videos (*_noisy.h5) to it. Raises DataError (one line) on any problem.
     """
     root = Path(root)
     if not root.is_dir():
@@ -241,7 +273,7 @@ def load_ave(root, splits=('train', 'val', 'test'), setting='supervised', backgr
     wanted = {'audio': (L.AUDIO_FILES, FEATURES), 'visual': (L.VISUAL_FILE, FEATURES),
               'labels': (L.LABELS_FILE, LABELS),
               **{f'order_{s}': (L.ORDER_FILES[s], LABELS) for s in splits}}
-    if weak:
+    if weak and 'train' in splits:   # video labels are for training only
         wanted['mil'] = (L.MIL_LABELS_FILE, LABELS)
     if weak and background and 'train' in splits:
         wanted.update(noisy_audio=(L.NOISY_AUDIO_FILE, BACKGROUND),
@@ -251,16 +283,16 @@ def load_ave(root, splits=('train', 'val', 'test'), setting='supervised', backgr
     orders = {s: paths.pop(f'order_{s}') for s in splits}
     with contextlib.ExitStack() as opened:   # closes the files opened so far on any error
         files = {k: opened.enter_context(open_h5(p)) for k, p in paths.items()}
-        return _load(files, orders, weak, device, feature_dtype, progress)
+        return _load(files, orders, device, feature_dtype, progress)
 
 
-def _load(files, order_paths, weak, device, feature_dtype, progress):
+def _load(files, order_paths, device, feature_dtype, progress):
     ds = {k: read_key(f, L.FEATURE_KEY) for k, f in files.items()}
     T, C = L.NUM_SEGMENTS, L.NUM_CLASSES
     counts = {ds['audio'].file.filename: check_shape(ds['audio'], (T, L.AUDIO_DIM), 'audio'),
               ds['visual'].file.filename: check_shape(ds['visual'], (T, *L.VISUAL_SHAPE), 'visual'),
               ds['labels'].file.filename: check_shape(ds['labels'], (T, C + 1), 'segment labels')}
-    if weak:
+    if 'mil' in ds:
         counts[ds['mil'].file.filename] = check_shape(ds['mil'], (C + 1,), 'video labels')
     check_same_count(counts)
     check_float(ds['audio'])
@@ -271,11 +303,12 @@ def _load(files, order_paths, weak, device, feature_dtype, progress):
     check_disjoint(orders)
     rows = np.unique(np.concatenate(list(orders.values())))       # sorted file rows to load
     labels = read_all(ds['labels'])[rows]                         # (R, T, C + 1)
-    check_one_hot(labels, ds['labels'].file.filename)
+    check_one_hot(labels, ds['labels'].file.filename, rows)
     video_label = np.zeros((len(rows), 0), np.float32)
-    if weak:
-        video_label = read_all(ds['mil'])[rows].astype(np.float32)  # (R, C + 1)
-        check_one_hot(video_label, ds['mil'].file.filename)
+    if 'mil' in ds:
+        video_label = read_all(ds['mil'])[rows]                     # (R, C + 1)
+        check_one_hot(video_label, ds['mil'].file.filename, rows)
+        video_label = video_label.astype(np.float32)
 
     with_background = 'noisy_audio' in ds
     n_bg = 0
@@ -289,8 +322,14 @@ def _load(files, order_paths, weak, device, feature_dtype, progress):
                                                           'video labels')})
         check_float(ds['noisy_audio'])
         check_float(ds['noisy_visual'])
-        bg_label = read_all(ds['noisy_labels']).astype(np.float32)
+        bg_label = read_all(ds['noisy_labels'])
         check_one_hot(bg_label, ds['noisy_labels'].file.filename)
+        if (bg_label.argmax(-1) != C).any():
+            m = int(np.flatnonzero(bg_label.argmax(-1) != C)[0])
+            raise DataError(f"{ds['noisy_labels'].file.filename} labels background video {m} as "
+                            f'class {int(bg_label[m].argmax())}; every row of it must be '
+                            f'background (column {C}), or pass --no_background')
+        bg_label = bg_label.astype(np.float32)
 
     R = len(rows) + n_bg
     audio = torch.empty((R, T, L.AUDIO_DIM), dtype=feature_dtype, device=device)
@@ -299,6 +338,7 @@ def _load(files, order_paths, weak, device, feature_dtype, progress):
         read_features(ds[key], rows, out[:len(rows)], f'loading {Path(ds[key].file.filename).name}',
                       progress)
     segment = labels.argmax(-1)                                   # (R, T)
+    check_one_class(segment, C, rows, ds['labels'].file.filename)
     # The video's class is its event class; a video without event segments has none (-1).
     per_class = (segment[..., None] == np.arange(C)).sum(1)       # (R, C)
     video_class = np.where(per_class.max(1) > 0, per_class.argmax(1), -1)

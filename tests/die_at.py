@@ -10,7 +10,6 @@ EVENT is where the process kills itself, as a power cut or `kill -9` would:
     eval        at the start of the N-th evaluation of a split
 Used by tests/test_reliability.py.
 """
-import io
 import os
 import signal
 import sys
@@ -20,6 +19,7 @@ import core.atomic
 import main as program
 import utils.checkpoint
 import utils.engine
+import utils.run_dir
 
 
 def die():
@@ -41,25 +41,20 @@ def patch_writes(name, hit, half):
     """Make atomic_write (wherever it is called from) die on the write that `hit` picks."""
     real = core.atomic.atomic_write
 
-    def atomic_write(path, write):
+    def atomic_write(path, data):
         if name not in Path(path).name or not hit():
-            return real(path, write)
+            return real(path, data)
         if not half:
-            real(path, write)
+            real(path, data)
             die()
-        whole = io.BytesIO()
-        write(whole)
-        data = whole.getvalue()
-
-        def half_then_die(f):
+        with core.atomic.atomic_path(path) as tmp, open(tmp, 'xb') as f:
             f.write(data[:len(data) // 2])
             f.flush()
             os.fsync(f.fileno())
             die()
 
-        real(path, half_then_die)
-
     core.atomic.atomic_write = utils.checkpoint.atomic_write = atomic_write
+    utils.run_dir.atomic_write = atomic_write
 
 
 def patch_call(module, attribute, hit):

@@ -155,7 +155,7 @@ def test_labels_not_one_hot(folder):
     labels[3, 4, :] = 0
     labels[3, 4, [1, 28]] = 1
     rewrite(folder / 'labels.h5', value=labels)
-    with pytest.raises(DataError, match=r'labels.h5 is not one-hot at index \(\d+, 4\)'):
+    with pytest.raises(DataError, match=r'labels.h5 is not one-hot at video row \d+, segment 4'):
         load_ave(folder, progress=False)
 
 

@@ -34,10 +34,10 @@ def test_tiny_overfit_loss_falls_and_accuracy_rises(tiny_ave):
 
 
 @pytest.fixture(scope='module')
-def trained(tiny_ave, tmp_path_factory):
+def trained(micro_ave, tmp_path_factory):
     """One 2-epoch run through supv_train.sh, as the README shows it."""
     run = tmp_path_factory.mktemp('runs') / 'supervised'
-    proc = run_script('supv_train.sh', '--data_root', tiny_ave, '--snapshot_pref', run,
+    proc = run_script('supv_train.sh', '--data_root', micro_ave, '--snapshot_pref', run,
                       '--n_epoch', 2, '--batch_size', 8, '--no_progress', *SMALL_FLAGS,
                       '--tb_images_every', 10)
     return run, proc
@@ -70,20 +70,20 @@ def test_the_printed_tensorboard_command_works_from_the_repository_root(trained)
     assert subprocess.run([REPO / program, '--version'], cwd=REPO, capture_output=True).returncode == 0
 
 
-@pytest.mark.parametrize('script', ['supv_test.sh', 'predict.sh', 'multiseed.sh'])
+@pytest.mark.parametrize('script', ['supv_test.sh', 'predict.sh'])
 def test_help_names_the_script_the_user_ran_and_ends_with_an_example(script):
     lines = run_script(script, '--help').stdout.strip().splitlines()
     assert lines[0].startswith(f'usage: {script} ')
     assert lines[-1].startswith(f'example: bash {script} --')
 
 
-def test_a_checkpoint_written_before_model_args_were_stored_still_loads(trained, tiny_ave, tmp_path):
+def test_a_checkpoint_written_before_model_args_were_stored_still_loads(trained, micro_ave, tmp_path):
     run, _ = trained
     state = load_checkpoint(best_checkpoint(run))
     del state['model_args']                    # as the checkpoints of earlier versions were
     state['config']['compile'] = False         # with a key that no longer exists
     save_checkpoint(state, tmp_path / 'old.pth.tar')
-    proc = run_script('supv_test.sh', '--data_root', tiny_ave, '--resume', tmp_path / 'old.pth.tar',
+    proc = run_script('supv_test.sh', '--data_root', micro_ave, '--resume', tmp_path / 'old.pth.tar',
                       '--no_progress')
     metrics = json.loads((run / 'metrics.json').read_text())
     assert printed_test_accuracy(proc.stdout) == pytest.approx(metrics['test_accuracy'], abs=5e-4)
@@ -99,17 +99,17 @@ def test_tensorboard_has_losses_accuracies_and_lr(trained):
     assert [e.step for e in events.Scalars('accuracy/val')] == [1, 2]
 
 
-def test_test_script_reprints_the_recorded_test_accuracy(trained, tiny_ave):
+def test_test_script_reprints_the_recorded_test_accuracy(trained, micro_ave):
     run, _ = trained
     metrics = json.loads((run / 'metrics.json').read_text())
-    proc = run_script('supv_test.sh', '--data_root', tiny_ave, '--resume', best_checkpoint(run),
+    proc = run_script('supv_test.sh', '--data_root', micro_ave, '--resume', best_checkpoint(run),
                       '--no_progress')
     assert printed_test_accuracy(proc.stdout) == pytest.approx(metrics['test_accuracy'], abs=5e-4)
 
 
-def test_existing_run_folder_is_never_silently_reused(trained, tiny_ave):
+def test_existing_run_folder_is_never_silently_reused(trained, micro_ave):
     run, _ = trained
-    argv = ['--data_root', str(tiny_ave), '--snapshot_pref', str(run), '--n_epoch', '1']
+    argv = ['--data_root', str(micro_ave), '--snapshot_pref', str(run), '--n_epoch', '1']
     proc = run_script('supv_train.sh', *argv, check=False)
     assert proc.returncode == 2
     assert proc.stderr.strip().count('\n') == 0
@@ -152,10 +152,10 @@ def test_tensorboard_has_per_class_and_confusion_images(trained):
     assert [e.step for e in events.Images('confusion_matrix/val')] == [2]
 
 
-def test_evaluate_report_writes_the_test_report(trained, tiny_ave, tmp_path, capsys):
+def test_evaluate_report_writes_the_test_report(trained, micro_ave, tmp_path, capsys):
     run, _ = trained
     metrics = json.loads((run / 'metrics.json').read_text())
-    proc = run_script('supv_test.sh', '--data_root', tiny_ave, '--resume', best_checkpoint(run),
+    proc = run_script('supv_test.sh', '--data_root', micro_ave, '--resume', best_checkpoint(run),
                       '--no_progress', '--report', tmp_path / 'report')
     report = json.loads((tmp_path / 'report' / 'report.json').read_text())
     assert report['splits']['test']['accuracy'] == pytest.approx(metrics['test_accuracy'], abs=1e-9)
@@ -164,4 +164,4 @@ def test_evaluate_report_writes_the_test_report(trained, tiny_ave, tmp_path, cap
     assert {p.name for p in (tmp_path / 'report').iterdir()} == {
         'report.json', 'report.md', 'confusion_matrix.png', 'per_class_accuracy.png'}
     assert '--report goes with --evaluate' in user_error(capsys, 'supervised', [
-        '--report', tmp_path / 'r2', '--data_root', tiny_ave])
+        '--report', tmp_path / 'r2', '--data_root', micro_ave])

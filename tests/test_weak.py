@@ -9,7 +9,8 @@ import torch
 
 from dataset.ave import DataError, load_ave
 from model.heads import predict_segments
-from tests.helpers import SMALL_FLAGS, SMALL_MODEL, best_checkpoint, build, printed_test_accuracy, run_script
+from tests.helpers import (SMALL_FLAGS, SMALL_MODEL, best_checkpoint, build,
+                           printed_test_accuracy, run_script, user_error)
 from utils.engine import train_one_epoch
 from main import main
 
@@ -95,29 +96,28 @@ def test_weak_prediction_can_choose_background_from_29_classes():
 
 
 @pytest.fixture(scope='module')
-def weak_run(tiny_ave, tmp_path_factory):
+def weak_run(micro_ave, tmp_path_factory):
     run = tmp_path_factory.mktemp('weak') / 'run'
-    proc = run_script('weak_train.sh', '--data_root', tiny_ave, '--snapshot_pref', run,
+    proc = run_script('weak_train.sh', '--data_root', micro_ave, '--snapshot_pref', run,
                       '--n_epoch', 2, '--batch_size', 8, '--no_progress', *SMALL_FLAGS)
     return run, proc
 
 
-def test_weak_scripts_train_and_reevaluate_to_the_same_accuracy(weak_run, tiny_ave):
+def test_weak_scripts_train_and_reevaluate_to_the_same_accuracy(weak_run, micro_ave):
     run, proc = weak_run
     best = best_checkpoint(run, task='WeaklySupervised')
     metrics = json.loads((run / 'metrics.json').read_text())
     assert metrics['setting'] == 'weak' and best.name == metrics['best_checkpoint']
     assert f"{metrics['val_accuracy']:.3f}" in best.name
-    test = run_script('weak_test.sh', '--data_root', tiny_ave, '--resume', best, '--no_progress')
+    test = run_script('weak_test.sh', '--data_root', micro_ave, '--resume', best, '--no_progress')
     assert printed_test_accuracy(test.stdout) == pytest.approx(metrics['test_accuracy'], abs=5e-4)
 
 
-def test_weak_checkpoint_is_refused_by_the_supervised_scripts(weak_run, tiny_ave):
+def test_weak_checkpoint_is_refused_by_the_supervised_program(weak_run, micro_ave, capsys):
     run, _ = weak_run
-    proc = run_script('supv_test.sh', '--data_root', tiny_ave, '--resume', run / 'last.pth.tar',
-                      check=False)
-    assert proc.returncode == 2
-    assert 'saved by the weak setting' in proc.stderr and 'weak_test.sh' in proc.stderr
+    line = user_error(capsys, 'supervised', ['--evaluate', '--resume', run / 'last.pth.tar',
+                                             '--data_root', micro_ave])
+    assert 'saved by the weak setting, not supervised; use weak_train.sh / weak_test.sh' in line
 
 
 def test_no_background_flag_end_to_end(tiny_ave, tmp_path):

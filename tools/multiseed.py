@@ -9,13 +9,12 @@ seeds.json hold every finished seed's best epoch and its val and test accuracy, 
 mean, sample standard deviation and count. Seed folders that already hold a run are
 refused before anything trains, unless --overwrite is given (it is passed to every run).
 """
-import json
 import statistics
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from core.atomic import write_text  # noqa: E402
+from core.atomic import write_json, write_text  # noqa: E402
 from core.errors import UserError, exit_on_user_error  # noqa: E402
 from main import main as run_main  # noqa: E402
 from model.dmin import SETTINGS  # noqa: E402
@@ -111,6 +110,8 @@ def main(argv=None):
     # Check every run's flags and folder before the first one trains for hours.
     cfg, _, _ = parse_config(args.setting, seed_argv(args, passed, args.seeds[0]),
                              SCRIPTS[args.setting])
+    if cfg['n_epoch'] == 0:
+        raise UserError('--n_epoch 0 trains nothing; give the number of epochs of each run')
     taken = [f'seed_{s}' for s in args.seeds if holds_run(args.snapshot_pref / f'seed_{s}')]
     if taken and not args.overwrite:
         raise UserError(f"{args.snapshot_pref} already holds runs of {', '.join(taken)}; pass "
@@ -129,7 +130,7 @@ def main(argv=None):
                      'val_accuracy': result['val_accuracy'],
                      'test_accuracy': result['test_accuracy'], 'run': str(folder)})
         doc = table(args.setting, cfg['select_on'], runs)
-        write_text(args.snapshot_pref / 'seeds.json', json.dumps(doc, indent=1))
+        write_json(args.snapshot_pref / 'seeds.json', doc)
         write_text(args.snapshot_pref / 'seeds.md', table_markdown(doc))
     print(table_markdown(doc))
     print(f"table: {args.snapshot_pref / 'seeds.md'} and seeds.json")

@@ -28,7 +28,7 @@ from dataset.labels import read_annotations  # noqa: E402
 from model.dmin import SETTINGS  # noqa: E402
 from utils.checkpoint import check_setting, load_checkpoint, model_from_checkpoint  # noqa: E402
 from utils.config import Parser, program_name  # noqa: E402
-from utils.device import resolve_device  # noqa: E402
+from utils.device import allocation_errors, resolve_device  # noqa: E402
 from utils.engine import infer  # noqa: E402
 from utils.metrics import event_summary, merge_events, report  # noqa: E402
 from utils.report import make_folder, write_report  # noqa: E402
@@ -143,7 +143,7 @@ def to_json(value, level=0):
     inner = value.values() if isinstance(value, dict) else value
     if not isinstance(value, (dict, list)) or (
             level > 0 and not any(isinstance(v, (dict, list)) for v in inner)):
-        return json.dumps(value)
+        return json.dumps(value, allow_nan=False)
     pad = ' ' * (level + 1)
     if isinstance(value, dict):
         items = [f'{pad}{json.dumps(k)}: {to_json(v, level + 1)}' for k, v in value.items()]
@@ -216,8 +216,9 @@ def main(argv=None):
     model = model_from_checkpoint(state, args.checkpoint, data.sizes).to(device)
     annotations = (read_video_annotations(args.annotations, data.file_videos)
                    if args.annotations else None)
-    preds, confidence = infer(model, data, rows, args.batch_size,
-                              state['config'].get('amp', 'none'), args.progress, 'predict')
+    with allocation_errors('--batch_size'):
+        preds, confidence = infer(model, data, rows, args.batch_size,
+                                  state['config'].get('amp', 'none'), args.progress, 'predict')
     preds, confidence = preds.cpu(), confidence.cpu()
     labels = None if data.segment is None else data.segment[rows].cpu()
     file_rows = data.source_rows[rows.cpu().numpy()]

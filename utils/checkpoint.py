@@ -1,11 +1,22 @@
-"""Checkpoints that survive crashes: atomic writes, RNG state, and the one loader of a model.
+"""Checkpoints that survive crashes and strangers: atomic writes, a checksum, loading that
+runs no code, RNG state, and the one loader of a model.
 
 A checkpoint is a dict saved with torch.save: 'setting', 'epoch', 'model' (the state dict),
 'model_args' (what DMIN was built with: the setting, the data's sizes and the model keys of
 the config), 'config' (the run's whole config) and, in last.pth.tar, what resuming needs:
-'optimizer', 'scheduler', 'rng', 'best' and 'history'.
+'optimizer', 'scheduler', 'rng', 'best' and 'history'; and 'checksum', the SHA-256 of all
+of that. It holds only tensors, dicts, lists, tuples, numbers, strings and None (and the
+scheduler's Counter), so it is loaded with torch.load(weights_only=True): a file that needs
+anything else, such as code, is refused.
 """
+import collections
+import contextlib
+import hashlib
+import io
+import pickle
 import random
+import re
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -27,26 +38,95 @@ def best_name(epoch, acc, setting):
     return BEST_PATTERN.format(epoch=epoch, acc=acc, task=TASK_NAMES[setting])
 
 
+# What the weights-only unpickler may build beyond tensors and plain containers: the
+# learning-rate scheduler's Counter of milestones, and the numpy arrays of the RNG state in
+# checkpoints written before it was stored as tensors. None of them runs code.
+SAFE_TYPES = [collections.Counter, np._core.multiarray._reconstruct, np.ndarray, np.dtype,
+              np.dtypes.UInt32DType]
+# Fields of every checkpoint, and of a last.pth.tar, with their types.
+FIELDS = {'setting': str, 'epoch': int, 'model': dict, 'config': dict}
+TRAINING_FIELDS = {'optimizer': dict, 'scheduler': dict, 'rng': dict, 'best': dict,
+                   'history': list}
+
+
+def checksum(value):
+    """SHA-256 (hex) of a nested value of dicts, lists, tuples, tensors and plain scalars:
+    every tensor's dtype, shape and bytes, and every other value's repr, in order."""
+    digest = hashlib.sha256()
+
+    def feed(v):
+        if isinstance(v, torch.Tensor):
+            t = v.detach().cpu().contiguous()
+            digest.update(f'T{t.dtype}{tuple(t.shape)}'.encode())
+            digest.update(t.reshape(-1).view(torch.uint8).numpy())
+        elif isinstance(v, dict):
+            digest.update(f'{{{len(v)}'.encode())
+            for k, item in v.items():
+                feed(k)
+                feed(item)
+        elif isinstance(v, (list, tuple)):
+            digest.update(f'{type(v).__name__}{len(v)}'.encode())
+            for item in v:
+                feed(item)
+        elif isinstance(v, np.ndarray):
+            digest.update(f'A{v.dtype}{v.shape}'.encode() + np.ascontiguousarray(v).tobytes())
+        else:
+            digest.update(f'{type(v).__name__}:{v!r};'.encode())
+
+    feed(value)
+    return digest.hexdigest()
+
+
 def save_checkpoint(state, path):
-    atomic_write(path, lambda f: torch.save(state, f))
+    """Write `state` and its checksum to `path` atomically. It is serialised in memory first,
+    so that a full disk is reported as such (torch's zip writer hides the OS error)."""
+    buffer = io.BytesIO()
+    torch.save({**state, 'checksum': checksum(state)}, buffer)
+    atomic_write(path, buffer.getbuffer())
 
 
 def load_checkpoint(path, flag='--resume'):
-    """The dict saved by save_checkpoint, on the CPU; a UserError if it cannot be read."""
+    """The dict saved by save_checkpoint, on the CPU, its checksum verified; a UserError if
+    it cannot be read, would run code, is damaged or lacks a field."""
     path = Path(path)
     if not path.is_file():
-        raise UserError(f'checkpoint {path} not found; pass {flag} with a .pth.tar file from '
+        what = 'is a folder, not a file' if path.is_dir() else 'not found'
+        raise UserError(f'checkpoint {path} {what}; pass {flag} with a .pth.tar file from '
                         'a run folder (--snapshot_pref)')
     try:
-        state = torch.load(path, map_location='cpu', weights_only=False)
+        with torch.serialization.safe_globals(SAFE_TYPES):
+            state = torch.load(path, map_location='cpu', weights_only=True)
     except Exception as e:   # a damaged file fails anywhere in zip, pickle or tensor decoding
+        found = re.search(r'GLOBAL ([\w.]+)', str(e))
+        if isinstance(e, pickle.UnpicklingError) and found:
+            raise UserError(f'checkpoint {path} needs more than weights and plain values to '
+                            f'load ({found.group(1)}), which could run code; it was not loaded: '
+                            'use a checkpoint written by supv_main.py or weak_main.py') from None
         reason = (str(e).splitlines() or [type(e).__name__])[0][:120]
         raise UserError(f'checkpoint {path} is corrupt or not a PyTorch checkpoint '
                         f'({reason}); use another checkpoint of the run') from None
     if not isinstance(state, dict) or 'model' not in state or 'config' not in state:
         raise UserError(f'{path} is not a DMIN checkpoint of this repository (no model/config '
                         'inside); use a checkpoint written by supv_main.py or weak_main.py')
+    saved = state.pop('checksum', None)
+    if saved is None:
+        print(f'warning: {path} has no checksum (written by an older version of this '
+              'repository), so damage to it cannot be detected', file=sys.stderr)
+    elif saved != checksum(state):
+        raise UserError(f'checkpoint {path} is damaged: its contents do not match the checksum '
+                        'written with them; use another checkpoint of the run')
+    check_fields(state, path, FIELDS)
     return state
+
+
+def check_fields(state, path, fields):
+    """Refuse a checkpoint whose `fields` ({name: type}) are missing or of another type."""
+    wrong = [f'{k} ({"missing" if k not in state else type(state[k]).__name__})'
+             for k, kind in fields.items()
+             if not isinstance(state.get(k), kind) or isinstance(state.get(k), bool)]
+    if wrong:
+        raise UserError(f"{path} has missing or mistyped fields: {', '.join(wrong)}; use a "
+                        'checkpoint written by supv_main.py or weak_main.py')
 
 
 def saved_model_args(state, path):
@@ -91,6 +171,9 @@ def model_from_checkpoint(state, path, sizes=None):
         raise UserError(f'{path} holds model arguments this DMIN cannot be built from ({e}); '
                         'use a checkpoint written by supv_main.py or weak_main.py') from None
     load_model_state(model, state['model'], path, args['setting'])
+    if not all(p.isfinite().all() for p in model.parameters()):
+        raise UserError(f'{path} holds NaN or Inf weights, which predict nothing; use another '
+                        'checkpoint of the run')
     return model
 
 
@@ -113,8 +196,23 @@ def load_model_state(model, saved, path, setting):
     model.load_state_dict(saved)
 
 
+@contextlib.contextmanager
+def damaged_state(path):
+    """Errors while restoring the training state of checkpoint `path` (the optimizer, the
+    schedule, the random states, the history) become one line naming the file."""
+    try:
+        yield
+    except (KeyError, TypeError, ValueError, IndexError, RuntimeError, AttributeError) as e:
+        raise UserError(f'{path} holds a training state that cannot be restored '
+                        f'({type(e).__name__}: {str(e)[:100]}); resume from another '
+                        'last.pth.tar or start afresh') from None
+
+
 def rng_state(data_generator):
-    state = {'python': random.getstate(), 'numpy': np.random.get_state(),
+    """Every random state of the run, as tensors and plain values (no numpy arrays)."""
+    name, keys, *rest = np.random.get_state()
+    state = {'python': random.getstate(), 'numpy': (name, torch.from_numpy(keys.astype(np.int64)),
+                                                    *rest),
              'torch': torch.get_rng_state(), 'data': data_generator.get_state()}
     if torch.cuda.is_available():
         state['cuda'] = torch.cuda.get_rng_state_all()
@@ -123,7 +221,8 @@ def rng_state(data_generator):
 
 def restore_rng_state(state, data_generator):
     random.setstate(state['python'])
-    np.random.set_state(state['numpy'])
+    name, keys, *rest = state['numpy']
+    np.random.set_state((name, np.asarray(keys, dtype=np.uint32), *rest))
     torch.set_rng_state(state['torch'])
     data_generator.set_state(state['data'])
     if 'cuda' in state and torch.cuda.is_available():

@@ -6,6 +6,7 @@ and every value is checked before anything runs.
 """
 import argparse
 import difflib
+import math
 import os
 import re
 from pathlib import Path
@@ -48,6 +49,9 @@ def read_yaml(path):
             cfg = yaml.safe_load(f) or {}
     except OSError as e:
         raise UserError(f'cannot read config file {path} ({e.strerror}); check the --config path')
+    except UnicodeDecodeError:
+        raise UserError(f'config file {path} is not text (not UTF-8); --config takes a YAML '
+                        'file of key: value lines') from None
     except yaml.YAMLError as e:
         raise UserError(f'config file {path} is not valid YAML ({str(e).splitlines()[0]})')
     if not isinstance(cfg, dict):
@@ -187,16 +191,19 @@ def parse_config(setting, argv=None, prog=None):
     run = {k: args.pop(k, None) for k in ('config', 'resume', 'evaluate', 'overwrite', 'report')}
     run['evaluate'] = bool(run['evaluate'])
     run['overwrite'] = bool(run['overwrite'])
-    cfg = dict(defaults)
+    cfg, given = dict(defaults), dict(args)
     if run['config']:
-        for key, value in read_yaml(run['config']).items():
+        from_file = read_yaml(run['config'])
+        for key, value in from_file.items():
             if key not in defaults:
                 raise UserError(f"{run['config']}: unknown config key '{key}'; see "
                                 f'--help for the keys of the {setting} setting')
             cfg[key] = coerce(key, value, defaults[key], run['config'])
+        given = {**from_file, **given}
     cfg.update(args)
     validate(cfg)
-    return cfg, run, set(args)
+    # A key set in --config counts as given, exactly like the same key as a flag.
+    return cfg, run, set(given)
 
 
 def validate(cfg):
@@ -205,6 +212,14 @@ def validate(cfg):
         if not ok:
             raise UserError(f'--{key} {cfg[key]!r} is invalid: {what}')
 
+    for key, value in cfg.items():
+        if isinstance(value, float):
+            need(math.isfinite(value), key, 'must be a finite number')
+        for v in (value if isinstance(value, list) else [value]):
+            if isinstance(v, int) and not isinstance(v, bool):
+                need(abs(v) < 2 ** 31, key, 'must be below 2**31')
+    need(cfg['seed'] >= 0, 'seed', 'must be >= 0 (numpy takes seeds from 0 to 2**32 - 1)')
+    need(cfg['num_threads'] <= 4096, 'num_threads', 'must be at most 4096 (0: torch\'s default)')
     for key in ('n_epoch', 'num_threads', 'tb_images_every'):
         need(cfg[key] >= 0, key, 'must be >= 0')
     for key in ('batch_size', 'eval_batch_size', 'd_model', 'n_heads', 'ff_dim',

@@ -1,5 +1,7 @@
-"""The device and torch's global settings of a run."""
+"""The device and torch's global settings of a run, and what to do when memory runs out."""
+import contextlib
 import os
+import re
 
 import torch
 
@@ -9,6 +11,8 @@ from utils.memory import reuse_freed_memory
 
 def resolve_device(name, flag='--device'):
     """torch.device for 'auto', 'cpu', 'cuda' or 'cuda:N'; a UserError if it is not here."""
+    if not re.fullmatch(r'auto|cpu|cuda(:\d+)?', name):
+        raise UserError(f'{flag} {name!r} is invalid: use auto, cpu, cuda or cuda:N')
     if name == 'auto':
         return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
     if name.startswith('cuda'):
@@ -39,3 +43,19 @@ def keep_freed_memory(cfg, device):
     Called after the data are loaded, so that loading keeps its lower peak."""
     if device.type == 'cpu' and cfg['reuse_memory']:
         reuse_freed_memory()
+
+
+@contextlib.contextmanager
+def allocation_errors(settings):
+    """A failed allocation inside the block (on the CPU or the GPU) becomes one line that
+    says which `settings` to lower."""
+    try:
+        yield
+    except (torch.OutOfMemoryError, MemoryError) as e:
+        reason = (str(e).splitlines() or ['out of memory'])[0][:160]
+        raise UserError(f'out of memory ({reason}); lower {settings}') from None
+    except RuntimeError as e:
+        if "can't allocate memory" not in str(e) and 'out of memory' not in str(e):
+            raise
+        raise UserError(f'out of memory ({str(e).splitlines()[0][:160]}); lower '
+                        f'{settings}') from None

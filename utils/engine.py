@@ -59,11 +59,18 @@ def train_one_epoch(model, criterion, data, optimizer, epoch, cfg, generator, pr
             correct += (model.predict(outputs) == targets['segment']).sum()
             bad = ~torch.isfinite(loss) & (first_bad < 0)
             first_bad = torch.where(bad, torch.full_like(first_bad, step + 1), first_bad)
-    if int(first_bad) >= 0:
+    # One read of the device per epoch: the first non-finite loss, and whether the weights
+    # are still finite (a finite loss can still leave Inf or NaN weights behind, e.g. with
+    # an enormous learning rate), so that a broken epoch is never evaluated or saved.
+    weights_ok = torch.stack([p.isfinite().all() for p in model.parameters()]).all()
+    bad_step, weights_ok = int(first_bad), bool(weights_ok)
+    if bad_step >= 0 or not weights_ok:
+        what = (f'loss became NaN or Inf at epoch {epoch}, step {bad_step}' if bad_step >= 0
+                else f'the weights became NaN or Inf in epoch {epoch}')
         kept = (f'last.pth.tar of epoch {epoch - 1} is kept' if epoch > 1
                 else 'no checkpoint was written')
-        raise NonFiniteLoss(f'loss became NaN or Inf at epoch {epoch}, step {int(first_bad)}; '
-                            f'training stopped and {kept}; try a lower --lr or --clip_gradient')
+        raise NonFiniteLoss(f'{what}; training stopped and {kept}; try a lower --lr or '
+                            '--clip_gradient')
     means = (sums / len(rows)).tolist()
     stats = dict(zip(names, means[:-1]))
     stats['loss'] = means[-1]

@@ -37,6 +37,14 @@ def close_logging():
         handler.close()
 
 
+def tensorboard_writer(folder, purge_step):
+    """A SummaryWriter of <folder>/tensorboard that drops events from `purge_step` on (those
+    of epochs a resumed run repeats). Imported here: it takes a third of a second, which
+    runs that stop early or only evaluate need not pay."""
+    from torch.utils.tensorboard import SummaryWriter
+    return SummaryWriter(Path(folder) / 'tensorboard', purge_step=purge_step)
+
+
 def tensorboard_command(folder):
     """The command that shows `folder` in TensorBoard, as typed in the repository's root:
     the tensorboard beside this Python (the .venv's) and paths relative to the root."""

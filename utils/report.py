@@ -1,11 +1,10 @@
 """What a run reports beside its metrics: the majority-class baseline, metrics.json's
 summary, and the evaluation report files (report.json, report.md, figures)."""
-import json
 from pathlib import Path
 
 import torch
 
-from core.atomic import write_text
+from core.atomic import write_json, write_text
 from core.errors import UserError
 from dataset.layout import ORDER_FILES
 from utils.metrics import report_markdown
@@ -32,7 +31,7 @@ def run_summary(setting, cfg, best, history, baseline):
 def write_report(folder, reports, header):
     """report.json ({**header, 'splits': {split: metrics.report}}) and report.md in `folder`."""
     folder = Path(folder)
-    write_text(folder / 'report.json', json.dumps({**header, 'splits': reports}, indent=1))
+    write_json(folder / 'report.json', {**header, 'splits': reports})
     where = f" (epoch {header['epoch']}, {header['checkpoint']})" if 'epoch' in header else ''
     pages = [f"# Evaluation report: {header['setting']} DMIN{where}", '']
     pages += [report_markdown(rep, f'{split} split' if split in ORDER_FILES else split)

@@ -1,6 +1,8 @@
-"""The run folder (--snapshot_pref): never silently reused, checked writable up front, and
-left as it was by a start that fails before training."""
+"""The run folder (--snapshot_pref): locked for its run, never silently reused, checked
+writable up front, and left as it was by a start that fails before training."""
 import contextlib
+import fcntl
+import os
 import shutil
 from pathlib import Path
 
@@ -13,8 +15,10 @@ REPO = Path(__file__).resolve().parents[1]
 # What a run writes; --overwrite deletes exactly these and nothing else of the folder.
 RUN_FILES = ('config.yaml', 'metrics.json', 'train.log', 'report.json', 'report.md', LAST)
 RUN_DIRS = ('tensorboard', 'code')
-SOURCE_GLOBS = ('*.py', '*.sh', '*.md', 'requirements.txt', 'configs/*.yaml', 'dataset/*.py',
-                'model/*.py', 'utils/*.py', 'tools/*.py')
+LOCK = '.lock'   # holds the PID of the run that has the folder; flock'ed while it runs
+SOURCE_GLOBS = ('*.py', '*.sh', '*.md', 'requirements.txt', 'configs/*.yaml', 'core/*.py',
+                'dataset/*.py', 'model/*.py', 'utils/*.py', 'tools/*.py')
+_held = {}   # the lock this process holds: one run folder at a time
 
 
 def holds_run(folder):
@@ -28,18 +32,30 @@ def holds_run(folder):
 
 
 def prepare_run_dir(folder, resume=None, overwrite=False):
-    """Create `folder` for a new run, or reuse it to continue the checkpoint `resume` it holds.
+    """Create and lock `folder` for a new run, or reuse it to continue the checkpoint
+    `resume` it holds.
 
-    A folder holding another run is refused unless `overwrite`, which clears that run first.
-    Temporary files that a killed run left behind are deleted. Returns (folder, new): new
-    is True when this call created the folder.
+    Another process's run in the folder is refused (naming its PID). A folder holding
+    another run is refused unless `overwrite`, which clears that run first. Temporary files
+    that a killed run left behind are deleted. Returns (folder, new): new is True when this
+    call created the folder.
     """
     folder = Path(folder)
-    new = not folder.exists()
     if folder.exists() and not folder.is_dir():
         raise UserError(f'--snapshot_pref {folder} is a file, not a folder; choose another path')
+    new = not folder.exists()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / '.write_test'
+        probe.write_bytes(b'')
+        probe.unlink()
+    except OSError as e:
+        raise UserError(f'--snapshot_pref {folder} is not writable ({e.strerror}); choose a '
+                        'folder you can write to') from None
+    lock(folder)
+    check_names(folder)
     continuing = resume is not None and Path(resume).parent.resolve() == folder.resolve()
-    if not continuing and folder.is_dir() and holds_run(folder):
+    if not continuing and holds_run(folder):
         if not overwrite:
             raise UserError(refusal(folder, resume))
         for f in RUN_FILES:
@@ -48,18 +64,49 @@ def prepare_run_dir(folder, resume=None, overwrite=False):
             f.unlink()
         for d in RUN_DIRS:
             shutil.rmtree(folder / d, ignore_errors=True)
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        probe = folder / '.write_test'
-        probe.write_bytes(b'')
-        probe.unlink()
-    except OSError as e:
-        raise UserError(f'--snapshot_pref {folder} is not writable ({e.strerror}); choose a '
-                        'folder you can write to')
     for name in RUN_FILES + (BEST_GLOB,):
         for tmp in temp_files(folder, name):
             tmp.unlink()
     return folder, new
+
+
+def lock(folder):
+    """Hold an exclusive lock on `folder` until the process ends or locks another folder.
+
+    The lock is the kernel's (flock), so it dies with its process: a run killed with
+    kill -9 leaves no stale lock behind. A folder locked by another process is refused."""
+    release_lock()
+    f = open(folder / LOCK, 'a+')
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        f.seek(0)
+        pid = f.read().strip() or '?'
+        f.close()
+        raise UserError(f'--snapshot_pref {folder} is in use by another run (PID {pid}); wait '
+                        'for it to end, or choose another --snapshot_pref') from None
+    f.truncate(0)
+    f.write(f'{os.getpid()}\n')
+    f.flush()
+    _held['lock'] = f
+
+
+def release_lock():
+    f = _held.pop('lock', None)
+    if f is not None:
+        f.close()   # closing the file releases the flock
+
+
+def check_names(folder):
+    """Refuse a folder where something other than a file stands at the name of a file the
+    run writes (or the other way round): deleting or replacing it would fail half-way."""
+    odd = [p for p in (*(folder / f for f in RUN_FILES), *folder.glob(BEST_GLOB))
+           if p.exists() and not p.is_file()]
+    odd += [folder / d for d in RUN_DIRS if (folder / d).exists() and not (folder / d).is_dir()]
+    if odd:
+        raise UserError(f'--snapshot_pref {folder} holds {odd[0].name}, which is not what a run '
+                        'writes under that name (a folder for a file or a file for a folder); '
+                        'move it away or choose another --snapshot_pref')
 
 
 @contextlib.contextmanager
@@ -76,10 +123,26 @@ def removed_on_failure(folder, new, resuming):
                 (folder / f).unlink(missing_ok=True)
             for d in RUN_DIRS:
                 shutil.rmtree(folder / d, ignore_errors=True)
+            release_lock()
+            (folder / LOCK).unlink(missing_ok=True)
             if new:
                 with contextlib.suppress(OSError):   # not empty: something else is there
                     folder.rmdir()
         raise
+
+
+@contextlib.contextmanager
+def interrupted(folder):
+    """A Ctrl-C inside the block says what the run folder holds and how to go on."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        last = folder / LAST
+        if last.is_file():
+            raise KeyboardInterrupt(f'the finished epochs are in {last}; continue with --resume '
+                                    f'{last}') from None
+        raise KeyboardInterrupt('no epoch had finished, so there is nothing to resume; run the '
+                                'same command again to start afresh') from None
 
 
 def keep_best(folder, keep, source):
@@ -92,8 +155,7 @@ def keep_best(folder, keep, source):
         if path.name != keep:
             path.unlink()
     if keep and not (folder / keep).exists() and (source / keep).is_file():
-        with open(source / keep, 'rb') as src:
-            atomic_write(folder / keep, lambda f: shutil.copyfileobj(src, f))
+        atomic_write(folder / keep, (source / keep).read_bytes())
 
 
 def refusal(folder, resume):
