@@ -1,7 +1,8 @@
-"""Fixtures shared by the tests: a tiny synthetic AVE set and the real annotation files."""
+"""Fixtures shared by the tests: tiny synthetic AVE sets and the real annotation files."""
 from pathlib import Path
 
 import pytest
+import torch
 
 from dataset.synthetic import generate
 
@@ -32,3 +33,23 @@ def micro_ave(tmp_path_factory):
     out = tmp_path_factory.mktemp('micro_ave')
     generate(out, videos=16, background=2, seed=1, progress=False)
     return out
+
+
+@pytest.fixture
+def data(micro_ave, tmp_path):
+    """A private data folder: links to the micro set's files, any of which a test replaces
+    (by unlinking it first: never write through a link)."""
+    folder = tmp_path / 'data'
+    folder.mkdir()
+    for src in micro_ave.iterdir():
+        (folder / src.name).symlink_to(src)
+    return folder
+
+
+@pytest.fixture(scope='module', autouse=True)
+def torch_threads():
+    """Runs set torch's thread count (--num_threads); each test module starts with the
+    count it had."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)

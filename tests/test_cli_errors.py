@@ -33,27 +33,9 @@ def write(path, value, key=KEY):
         f.create_dataset(key, data=value)
 
 
-@pytest.fixture
-def data(micro_ave, tmp_path):
-    """A private data folder: links to the micro set's files, any of which a test replaces."""
-    folder = tmp_path / 'data'
-    folder.mkdir()
-    for src in micro_ave.iterdir():
-        (folder / src.name).symlink_to(src)
-    return folder
-
-
 def train_argv(data, tmp_path, *extra):
     return ['--data_root', data, '--snapshot_pref', tmp_path / 'run', '--n_epoch', 1,
             '--batch_size', 4, '--num_threads', 1, '--no_progress', *TINY_FLAGS, *extra]
-
-
-@pytest.fixture(scope='module', autouse=True)
-def torch_threads():
-    """The runs here set torch's thread count (--num_threads); the other tests keep theirs."""
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
 
 
 # ----------------------------------------------------------------------------- data folder

@@ -72,14 +72,6 @@ def assert_same_run(a, b):
     assert [p.name for p in b.glob(BEST_GLOB)] == [best]
 
 
-@pytest.fixture(scope='module', autouse=True)
-def torch_threads():
-    """The runs here set torch's thread count (--num_threads); the other tests keep theirs."""
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope='module')
 def data(tmp_path_factory):
     """A synthetic set of 24 videos (20/2/2, 2 background) on which the tiny model's best

@@ -29,16 +29,6 @@ def strict_json(path):
     return json.loads(path.read_text(), parse_constant=refuse)
 
 
-@pytest.fixture
-def data(micro_ave, tmp_path):
-    """A private data folder: links to the micro set's files, any of which a test replaces."""
-    folder = tmp_path / 'data'
-    folder.mkdir()
-    for src in micro_ave.iterdir():
-        (folder / src.name).symlink_to(src)
-    return folder
-
-
 def rewrite(path, edit, key=KEY):
     with h5py.File(path, 'r') as f:
         value = f[key][()]
@@ -50,13 +40,6 @@ def rewrite(path, edit, key=KEY):
 def train_argv(data, run, *extra):
     return ['--data_root', data, '--snapshot_pref', run, '--n_epoch', 1, '--batch_size', 4,
             '--num_threads', 1, '--no_progress', *TINY_FLAGS, *extra]
-
-
-@pytest.fixture(scope='module', autouse=True)
-def torch_threads():
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope='module')
