@@ -56,7 +56,8 @@ def evaluate_checkpoint(setting, cfg, run, explicit):
         if cfg[key] != saved.get(key):
             raise UserError(f'--{key} cannot change when evaluating a checkpoint; its value '
                             f'comes from {path}')
-    cfg = {**with_saved(cfg, saved), **{k: cfg[k] for k in explicit if k in EVAL_OVERRIDABLE}}
+    given = {k: cfg[k] for k in explicit if k in EVAL_OVERRIDABLE}
+    cfg = {**with_saved(cfg, saved, path), **given}
     configure_torch(cfg)
     device = resolve_device(cfg['device'])
     data = load_ave(cfg['data_root'], ('test',), setting, background=False, device=device,

@@ -209,8 +209,11 @@ def forged(run, tmp_path, edit, name='forged.pth.tar'):
     (lambda s: s['model'].__setitem__('head.relevance.bias', torch.zeros(3)),
      'does not fit the model it describes'),
     (lambda s: s['model']['head.relevance.bias'].fill_(float('nan')), 'holds NaN or Inf weights'),
+    (lambda s: s['config'].__setitem__('batch_size', 'many'), 'batch_size must be an integer'),
+    (lambda s: s['config'].__setitem__('lr', -1.0), 'holds a config value that cannot work'),
 ], ids=['no epoch', 'config a list', 'epoch a string', 'history a dict', 'no rng',
-        'optimizer groups', 'rng mistyped', 'model_args mistyped', 'weight resized', 'NaN weight'])
+        'optimizer groups', 'rng mistyped', 'model_args mistyped', 'weight resized', 'NaN weight',
+        'config value mistyped', 'config value out of range'])
 def test_forged_checkpoints_with_missing_or_mistyped_fields(edit, expected, run, micro_ave,
                                                             tmp_path, capsys):
     path = forged(run, tmp_path, edit)

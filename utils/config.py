@@ -251,15 +251,21 @@ def validate(cfg):
     need(bool(cfg['snapshot_pref']), 'snapshot_pref', 'must name a folder')
 
 
-def with_saved(cfg, saved):
-    """`cfg` with the values of checkpoint config `saved`: keys added to the repository after
-    the checkpoint was written keep today's value, keys since removed are dropped."""
-    return {**cfg, **{k: v for k, v in saved.items() if k in cfg}}
+def with_saved(cfg, saved, path):
+    """`cfg` with the values of the config `saved` in checkpoint `path`, checked like a config
+    file's: keys added to the repository after the checkpoint was written keep today's
+    value, keys since removed are dropped."""
+    merged = {**cfg, **{k: coerce(k, v, cfg[k], path) for k, v in saved.items() if k in cfg}}
+    try:
+        validate(merged)
+    except UserError as e:
+        raise UserError(f'{path} holds a config value that cannot work ({e})') from None
+    return merged
 
 
 def resume_config(saved, cfg, explicit, path):
     """The config of a resumed run: the checkpoint's, with the overridable flags given now."""
-    resumed = with_saved(cfg, saved)
+    resumed = with_saved(cfg, saved, path)
     for key in explicit:
         if key in RESUME_OVERRIDABLE:
             resumed[key] = cfg[key]
