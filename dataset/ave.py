@@ -220,7 +220,7 @@ def check_disjoint(orders):
 
 # ----------------------------------------------------------------------------- loading
 
-def read_features(ds, rows, out, desc, progress, skip='drop it from the order files'):
+def read_features(ds, rows, out, desc, progress, skip):
     """Copy ds[rows] (rows sorted, unique) into `out` chunk by chunk, converted to out's dtype.
 
     HDF5 converts to float32 as it reads, so only one chunk of the file's own dtype is ever
@@ -286,17 +286,38 @@ def load_ave(root, splits=('train', 'val', 'test'), setting='supervised', backgr
         return _load(files, orders, device, feature_dtype, progress)
 
 
+def check_features(audio, visual):
+    """Check a pair of feature datasets (shapes of the AVE layout, float dtypes); returns
+    {file name: number of videos} of both, for check_same_count."""
+    T = L.NUM_SEGMENTS
+    counts = {audio.file.filename: check_shape(audio, (T, L.AUDIO_DIM), 'audio'),
+              visual.file.filename: check_shape(visual, (T, *L.VISUAL_SHAPE), 'visual')}
+    check_float(audio)
+    check_float(visual)
+    return counts
+
+
+def empty_features(n, feature_dtype, device):
+    """(n, T, A) audio and (n, T, H, W, V) visual tensors to read features into."""
+    T = L.NUM_SEGMENTS
+    return (torch.empty((n, T, L.AUDIO_DIM), dtype=feature_dtype, device=device),
+            torch.empty((n, T, *L.VISUAL_SHAPE), dtype=feature_dtype, device=device))
+
+
+def read_pair(audio, visual, rows, audio_out, visual_out, progress, skip):
+    """read_features of the same `rows` of an audio and a visual dataset."""
+    for ds, out in ((audio, audio_out), (visual, visual_out)):
+        read_features(ds, rows, out, f'loading {Path(ds.file.filename).name}', progress, skip)
+
+
 def _load(files, order_paths, device, feature_dtype, progress):
     ds = {k: read_key(f, L.FEATURE_KEY) for k, f in files.items()}
     T, C = L.NUM_SEGMENTS, L.NUM_CLASSES
-    counts = {ds['audio'].file.filename: check_shape(ds['audio'], (T, L.AUDIO_DIM), 'audio'),
-              ds['visual'].file.filename: check_shape(ds['visual'], (T, *L.VISUAL_SHAPE), 'visual'),
+    counts = {**check_features(ds['audio'], ds['visual']),
               ds['labels'].file.filename: check_shape(ds['labels'], (T, C + 1), 'segment labels')}
     if 'mil' in ds:
         counts[ds['mil'].file.filename] = check_shape(ds['mil'], (C + 1,), 'video labels')
     check_same_count(counts)
-    check_float(ds['audio'])
-    check_float(ds['visual'])
     num_videos = ds['audio'].shape[0]
 
     orders = {s: read_order(p, num_videos) for s, p in order_paths.items()}
@@ -313,15 +334,11 @@ def _load(files, order_paths, device, feature_dtype, progress):
     with_background = 'noisy_audio' in ds
     n_bg = 0
     if with_background:
-        n_bg = check_shape(ds['noisy_audio'], (T, L.AUDIO_DIM), 'audio')
         check_same_count({
-            ds['noisy_audio'].file.filename: n_bg,
-            ds['noisy_visual'].file.filename: check_shape(ds['noisy_visual'], (T, *L.VISUAL_SHAPE),
-                                                          'visual'),
+            **check_features(ds['noisy_audio'], ds['noisy_visual']),
             ds['noisy_labels'].file.filename: check_shape(ds['noisy_labels'], (C + 1,),
                                                           'video labels')})
-        check_float(ds['noisy_audio'])
-        check_float(ds['noisy_visual'])
+        n_bg = ds['noisy_audio'].shape[0]
         bg_label = read_all(ds['noisy_labels'])
         check_one_hot(bg_label, ds['noisy_labels'].file.filename)
         if (bg_label.argmax(-1) != C).any():
@@ -332,23 +349,18 @@ def _load(files, order_paths, device, feature_dtype, progress):
         bg_label = bg_label.astype(np.float32)
 
     R = len(rows) + n_bg
-    audio = torch.empty((R, T, L.AUDIO_DIM), dtype=feature_dtype, device=device)
-    visual = torch.empty((R, T, *L.VISUAL_SHAPE), dtype=feature_dtype, device=device)
-    for key, out in (('audio', audio), ('visual', visual)):
-        read_features(ds[key], rows, out[:len(rows)], f'loading {Path(ds[key].file.filename).name}',
-                      progress)
+    audio, visual = empty_features(R, feature_dtype, device)
+    read_pair(ds['audio'], ds['visual'], rows, audio[:len(rows)], visual[:len(rows)], progress,
+              'drop it from the order files')
     segment = labels.argmax(-1)                                   # (R, T)
     check_one_class(segment, C, rows, ds['labels'].file.filename)
     # The video's class is its event class; a video without event segments has none (-1).
     per_class = (segment[..., None] == np.arange(C)).sum(1)       # (R, C)
     video_class = np.where(per_class.max(1) > 0, per_class.argmax(1), -1)
     if with_background:
-        all_rows = np.arange(n_bg)
-        skip = 'pass --no_background to train without the background videos'
-        read_features(ds['noisy_audio'], all_rows, audio[len(rows):], 'loading background audio',
-                      progress, skip)
-        read_features(ds['noisy_visual'], all_rows, visual[len(rows):],
-                      'loading background visual', progress, skip)
+        read_pair(ds['noisy_audio'], ds['noisy_visual'], np.arange(n_bg), audio[len(rows):],
+                  visual[len(rows):], progress,
+                  'pass --no_background to train without the background videos')
         segment = np.concatenate([segment, np.full((n_bg, T), C)])
         video_class = np.concatenate([video_class, np.full(n_bg, -1)])
         video_label = np.concatenate([video_label, bg_label])
@@ -384,11 +396,7 @@ def load_videos(audio, visual, labels=None, device='cpu', feature_dtype=torch.fl
         ds = {k: read_key(opened.enter_context(open_h5(p)), L.FEATURE_KEY)
               for k, p in paths.items()}
         T, C = L.NUM_SEGMENTS, L.NUM_CLASSES
-        counts = {paths['audio']: check_shape(ds['audio'], (T, L.AUDIO_DIM), 'audio features'),
-                  paths['visual']: check_shape(ds['visual'], (T, *L.VISUAL_SHAPE),
-                                               'visual features')}
-        check_float(ds['audio'])
-        check_float(ds['visual'])
+        counts = check_features(ds['audio'], ds['visual'])
         segment = None
         if labels is not None:
             counts[paths['labels']] = check_shape(ds['labels'], (T, C + 1), 'one-hot segment labels')
@@ -398,11 +406,9 @@ def load_videos(audio, visual, labels=None, device='cpu', feature_dtype=torch.fl
         check_same_count(counts)
         N = ds['audio'].shape[0]
         rows = np.arange(N)
-        audio_t = torch.empty((N, T, L.AUDIO_DIM), dtype=feature_dtype, device=device)
-        visual_t = torch.empty((N, T, *L.VISUAL_SHAPE), dtype=feature_dtype, device=device)
-        skip = 'leave that video out of the file'
-        for key, out in (('audio', audio_t), ('visual', visual_t)):
-            read_features(ds[key], rows, out, f'loading {paths[key].name}', progress, skip)
+        audio_t, visual_t = empty_features(N, feature_dtype, device)
+        read_pair(ds['audio'], ds['visual'], rows, audio_t, visual_t, progress,
+                  'leave that video out of the file')
     return AVEData(audio=audio_t, visual=visual_t, segment=segment, video_class=None,
                    video_label=None, splits={'videos': torch.arange(N, device=device)},
                    source_rows=rows, num_classes=C, file_videos=N)
