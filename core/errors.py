@@ -1,6 +1,7 @@
 """User-facing errors: one clear line and a non-zero exit, never a traceback."""
 import functools
 import logging
+import os
 import sys
 
 LOGGER = 'dmin'   # the project's logger (utils/logger.py gives it its handlers)
@@ -39,6 +40,9 @@ def exit_on_user_error(main):
 
 
 def stop(line, status):
+    rank = os.environ.get('RANK', '0')
+    if rank != '0':   # under torchrun: say which process stopped
+        line = f'[rank {rank}] {line}'
     logger = logging.getLogger(LOGGER)
     if logger.handlers:   # else logging's last resort would print the line a second time
         logger.error(line, extra={'console': False})

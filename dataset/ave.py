@@ -1,51 +1,67 @@
-"""An AVE data folder -> validated float32 (or float16) tensors on the training device.
+"""An AVE-layout data folder -> validated labels, and features in memory or streamed.
 
-`load_ave` checks every file it needs before reading any features, then reads only the
-rows of the requested splits, converting them in chunks, so a float64 file is never held
-in memory whole. `load_videos` does the same for a pair of feature files of new videos
-(tools/predict.py). Batches are taken by indexing the resident tensors.
+`load_ave` checks every file it needs before reading any features. The data describe
+themselves: classes, segments per video and feature shapes come from the files' shapes,
+class names from classes.txt. Features of the requested splits are then either read into
+tensors on the training device (chunk by chunk, so a float64 file is never held whole) or,
+for data bigger than memory, streamed from the files batch by batch (dataset/stream.py).
+`load_videos` does the same for a pair of feature files of new videos (tools/predict.py).
 """
 import contextlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import h5py
 import numpy as np
 import torch
 from tqdm import tqdm
 
 from dataset import layout as L
-from core.errors import UserError
+from dataset.h5io import DataError, open_h5, read_all, read_key, read_rows
+from dataset.stream import FeatureReader, stored, stream
 
 CHUNK_VIDEOS = 64   # videos converted per read: 64 x 2 MB of float64 visual features
 
 
-class DataError(UserError):
-    """A data folder that cannot be used as it is."""
-
-
 @dataclass
 class AVEData:
-    """Features and labels of the loaded videos, all on one device.
+    """Labels of the loaded videos, and their features in memory or streamed.
 
     Row r of every tensor is one video; `splits[name]` holds the rows of a split in the
     order of its order file (for the weakly-supervised 'train' split: the training videos,
     then the background videos; for `load_videos`: 'videos', every row in file order).
+    Labels live on `device`; features too when in memory (`audio`, `visual`), else `reader`
+    reads them from the files (`audio` and `visual` are then None).
     """
-    audio: torch.Tensor          # (R, T, A): A = 128 in AVE
-    visual: torch.Tensor         # (R, T, H, W, V): 7, 7, 512 in AVE
+    audio: torch.Tensor          # (R, T, A): A = 128 in AVE; None when streamed
+    visual: torch.Tensor         # (R, T, H, W, V): 7, 7, 512 in AVE; None when streamed
     segment: torch.Tensor        # (R, T) int64 class per segment, C = background; None if unknown
     video_class: torch.Tensor    # (R,) int64 event class of the video, -1 if it has none
     video_label: torch.Tensor    # (R, C + 1) float32 video label (mil_labels.h5), or (R, 0)
     splits: dict                 # name -> (N,) int64 rows
     source_rows: np.ndarray      # (R,) row in the data files; -1-m for background video m
-    num_classes: int             # C: event classes (the label files' width - 1)
+    num_classes: int             # C: event classes (the label files' width - 1); None if unknown
     file_videos: int             # videos in the data files (loaded or not)
+    shapes: dict                 # {'num_segments': T, 'audio_dim': A, 'visual_shape': (H, W, V)}
+    class_names: tuple = None    # C names (classes.txt, else the defaults); None if unknown
+    device: torch.device = torch.device('cpu')
     background_rows: torch.Tensor = field(default=None)  # rows of background videos
+    reader: FeatureReader = None  # streamed features; None when in memory
+    workers: int = 0             # streaming: DataLoader worker processes
+    prefetch: int = 2            # streaming: batches each worker reads ahead
 
     def inputs(self, rows):
-        """Model inputs of `rows` ((B,) int64 on the data's device), features as float32."""
+        """Model inputs of in-memory `rows` ((B,) int64 on the data's device), as float32."""
         return self.audio[rows].float(), self.visual[rows].float()  # (B, T, A), (B, T, H, W, V)
+
+    def batches(self, batches):
+        """Yield (rows, audio, visual) for each of `batches` ((B,) int64 row tensors), the
+        features float32 on the data's device: indexed in memory, or read from the files
+        ahead of time by worker processes."""
+        if self.reader is not None:
+            yield from stream(self.reader, batches, self.device, self.workers, self.prefetch)
+            return
+        for rows in batches:
+            yield (rows, *self.inputs(rows))
 
     def targets(self, rows):
         """Training targets of `rows`: segment classes, video class and video label."""
@@ -56,10 +72,27 @@ class AVEData:
         return len(self.splits[split])
 
     @property
+    def in_memory(self):
+        return self.reader is None
+
+    @property
     def sizes(self):
         """What a model needs to know of the data: {num_classes, audio_dim, visual_dim}."""
-        return {'num_classes': self.num_classes, 'audio_dim': self.audio.shape[-1],
-                'visual_dim': self.visual.shape[-1]}
+        return {'num_classes': self.num_classes, 'audio_dim': self.shapes['audio_dim'],
+                'visual_dim': self.shapes['visual_shape'][-1]}
+
+    def describe(self):
+        """What a checkpoint records of its data (layout.AVE_DESCRIPTION for AVE)."""
+        names = None if self.class_names is None else list(self.class_names)
+        return {'class_names': names, 'num_segments': self.shapes['num_segments'],
+                'audio_dim': self.shapes['audio_dim'],
+                'visual_shape': list(self.shapes['visual_shape'])}
+
+
+def feature_bytes(rows, shapes, dtype):
+    """Bytes of the features of `rows` videos of `shapes`, stored as `dtype`."""
+    T, per_segment = shapes['num_segments'], shapes['audio_dim'] + np.prod(shapes['visual_shape'])
+    return int(rows * T * per_segment * torch.finfo(dtype).bits // 8)
 
 
 # ----------------------------------------------------------------------------- checks
@@ -91,49 +124,6 @@ def find_files(root, wanted):
         sources = '; '.join(dict.fromkeys(missing.values()))
         raise DataError(f"{', '.join(missing)} not found in data folder {root.resolve()}; {sources}")
     return found
-
-
-# What h5py raises on a damaged file, depending on which of its structures is hit.
-H5_ERRORS = (OSError, RuntimeError, KeyError, TypeError, ValueError)
-
-
-@contextlib.contextmanager
-def reading(path):
-    """Turn h5py's errors inside the block into a DataError naming the damaged file."""
-    try:
-        yield
-    except H5_ERRORS as e:
-        reason = str(e).strip("'").splitlines()[0][:160] if str(e) else type(e).__name__
-        if 'unable to lock file' in reason:
-            raise DataError(f'{path} is in use by another process, which holds its HDF5 file '
-                            'lock; wait for that process to finish') from None
-        raise DataError(f'{path} is not a readable HDF5 file (truncated or corrupt? {reason}); '
-                        're-download or regenerate it') from None
-
-
-def open_h5(path):
-    with reading(path):
-        return h5py.File(path, 'r')
-
-
-def read_key(f, key):
-    """Dataset `key` of open file `f`, or a DataError listing the keys it does have."""
-    with reading(f.filename):
-        if key not in f:
-            present = ', '.join(str(k) for k in f.keys()) or 'none'
-            raise DataError(f"{f.filename} has no key '{key}' (it has: {present}); AVE files "
-                            f"store their array under '{key}'")
-        ds = f[key]
-    if not isinstance(ds, h5py.Dataset):
-        raise DataError(f"{f.filename}: '{key}' is a group, not an array; AVE files store their "
-                        f"array directly under '{key}'")
-    return ds
-
-
-def read_all(ds):
-    """The whole array of dataset `ds` as numpy (labels and orders: small)."""
-    with reading(ds.file.filename):
-        return ds[()]
 
 
 def check_shape(ds, tail, what):
@@ -218,6 +208,85 @@ def check_disjoint(orders):
                                 f'rows (e.g. {int(shared[0])}); the splits must be disjoint')
 
 
+def label_sizes(ds, what):
+    """(T, C) of one-hot segment labels (N, T, C + 1): T segments, C classes + background."""
+    if ds.ndim != 3 or ds.shape[2] < 2:
+        raise DataError(f'{ds.file.filename} has shape {ds.shape}, expected (N, T, C + 1) {what}'
+                        ': T segments per video, C event classes and a last background column '
+                        '(AVE: 10, 29); regenerate it with python -m dataset.labels')
+    return ds.shape[1], ds.shape[2] - 1
+
+
+def feature_shapes(audio, visual):
+    """{'num_segments', 'audio_dim', 'visual_shape'} of a pair of feature datasets, which must
+    be (N, T, A) audio and (N, T, H, W, V) visual floats with the same T."""
+    for ds, dims, what in ((audio, 3, '(N, T, A) audio features: A = 128 for VGGish'),
+                           (visual, 5, '(N, T, H, W, V) visual maps: 7, 7, 512 for VGG-19 pool5')):
+        if ds.ndim != dims or 0 in ds.shape[1:]:
+            raise DataError(f'{ds.file.filename} has shape {ds.shape}, expected {what}, T '
+                            'segments per video; use the file of the AVE release (README, "Data '
+                            'layout") or regenerate it')
+        check_float(ds)
+    if audio.shape[1] != visual.shape[1]:
+        raise DataError(f'{audio.file.filename} has {audio.shape[1]} segments per video but '
+                        f'{visual.file.filename} has {visual.shape[1]}; the two must come from '
+                        'the same extraction')
+    return {'num_segments': audio.shape[1], 'audio_dim': audio.shape[2],
+            'visual_shape': tuple(visual.shape[2:])}
+
+
+SHAPE_NAMES = {'num_segments': 'segments per video', 'audio_dim': 'audio feature size',
+               'visual_shape': 'visual map shape (H, W, V)'}
+FILE_KEYS = {'audio': ('num_segments', 'audio_dim'), 'visual': ('num_segments', 'visual_shape')}
+
+
+def check_matches(path, kind, shapes, expected):
+    """The sizes of file `path` (`kind` 'audio' or 'visual', `shapes` as feature_shapes gives
+    them) must agree with `expected` ({key: (value, the file it comes from)}); a DataError
+    names the first that differs."""
+    for key in FILE_KEYS[kind]:
+        if key in expected and tuple(np.atleast_1d(shapes[key])) != tuple(
+                np.atleast_1d(expected[key][0])):
+            want, source = expected[key]
+            raise DataError(f'{path} has {SHAPE_NAMES[key]} {shapes[key]}, but {source} has '
+                            f'{want}; all files of a data folder must come from the same '
+                            'extraction and label set')
+
+
+def check_features(audio, visual, expected):
+    """feature_shapes of a pair of datasets, checked against `expected` ({key: (value, source
+    file)}: the labels' segment count, or the event videos' shapes for the background
+    videos); returns (shapes, {file name: number of videos}) for check_same_count."""
+    shapes = feature_shapes(audio, visual)
+    for ds, kind in ((audio, 'audio'), (visual, 'visual')):
+        check_matches(ds.file.filename, kind, shapes, expected)
+    return shapes, {audio.file.filename: audio.shape[0], visual.file.filename: visual.shape[0]}
+
+
+def read_class_names(root, num_classes):
+    """The C class names of data folder `root`: its classes.txt (one per line, in label-column
+    order) or, without one, layout.default_class_names."""
+    path = Path(root) / L.CLASSES_FILE
+    if not path.exists():
+        return L.default_class_names(num_classes)
+    try:
+        names = [line.strip() for line in path.read_text(encoding='utf-8').splitlines()]
+    except (OSError, UnicodeDecodeError) as e:
+        raise DataError(f'cannot read {path} ({getattr(e, "strerror", None) or e}); it must be a '
+                        'UTF-8 text file with one class name per line') from None
+    while names and not names[-1]:
+        names.pop()
+    if len(names) != num_classes:
+        raise DataError(f'{path} names {len(names)} classes, but the label files have '
+                        f'{num_classes} event classes (their width minus the background column); '
+                        'give one name per line, in label-column order, without background')
+    if '' in names or len(set(names)) != len(names):
+        what = 'an empty line' if '' in names else 'a name twice'
+        raise DataError(f'{path} has {what}; give each of the {num_classes} classes one '
+                        'distinct name per line')
+    return tuple(names)
+
+
 # ----------------------------------------------------------------------------- loading
 
 def read_features(ds, rows, out, desc, progress, skip):
@@ -227,42 +296,45 @@ def read_features(ds, rows, out, desc, progress, skip):
     in memory. Non-finite values stop the load with the file and row (and `skip`, how to
     leave that video out).
     """
-    bar = tqdm(total=len(rows), desc=desc, unit='video', disable=not progress, leave=False)
-    try:
+    with tqdm(total=len(rows), desc=desc, unit='video', disable=not progress, leave=False) as bar:
         for start in range(0, len(rows), CHUNK_VIDEOS):
             chunk = rows[start:start + CHUNK_VIDEOS]
-            lo, hi = int(chunk[0]), int(chunk[-1]) + 1
-            sel = np.s_[lo:hi] if hi - lo == len(chunk) else np.s_[chunk.tolist()]
-            try:
-                block = torch.from_numpy(ds.astype(np.float32)[sel])
-            except H5_ERRORS as e:
-                raise DataError(f'{ds.file.filename}: could not read rows {lo}..{hi - 1} '
-                                f'(truncated or corrupt file? {e}); re-download or regenerate it'
-                                ) from None
-            finite = torch.isfinite(block).flatten(1).all(1)
-            if not finite.all():
-                row = int(chunk[int((~finite).nonzero()[0])])
-                raise DataError(f'{ds.file.filename} has NaN or Inf values in video {row}; '
-                                f"re-extract that video's features or {skip}")
-            stored = block.to(out.dtype)
-            finite = torch.isfinite(stored).flatten(1).all(1)
-            if not finite.all():   # float64 beyond float32, or float32 beyond float16
-                row = int(chunk[int((~finite).nonzero()[0])])
-                raise DataError(f'{ds.file.filename} has values too large for {out.dtype} in '
-                                f'video {row} (float16 holds up to 65504); use --feature_dtype '
-                                'float32, or rescale the features')
-            out[start:start + len(chunk)] = stored.to(out.device)
+            block = stored(read_rows(ds, chunk), out.dtype, ds.file.filename, chunk, skip)
+            out[start:start + len(chunk)] = block.to(out.device)
             bar.update(len(chunk))
-    finally:
-        bar.close()
+
+
+def empty_features(n, shapes, feature_dtype, device):
+    """(n, T, A) audio and (n, T, H, W, V) visual tensors to read features into."""
+    T = shapes['num_segments']
+    return (torch.empty((n, T, shapes['audio_dim']), dtype=feature_dtype, device=device),
+            torch.empty((n, T, *shapes['visual_shape']), dtype=feature_dtype, device=device))
+
+
+def read_pair(audio, visual, rows, audio_out, visual_out, progress, skip):
+    """read_features of the same file `rows` of an audio and a visual dataset."""
+    for ds, out in ((audio, audio_out), (visual, visual_out)):
+        read_features(ds, rows, out, f'loading {Path(ds.file.filename).name}', progress, skip)
+
+
+def choose_memory(in_memory, needed, budget):
+    """True to load features of `needed` bytes into memory: `in_memory` True/False, or 'auto':
+    when they take at most half of `budget` (the free memory; None: unknown, load them)."""
+    if in_memory != 'auto':
+        return bool(in_memory)
+    return budget is None or needed <= budget / 2
 
 
 def load_ave(root, splits=('train', 'val', 'test'), setting='supervised', background=True,
-             device='cpu', feature_dtype=torch.float32, progress=True):
+             device='cpu', feature_dtype=torch.float32, progress=True, in_memory=True,
+             memory_budget=None, workers=0, prefetch=2):
     """Validate the data folder `root` and load `splits` onto `device`.
 
     setting 'weak' also reads mil_labels.h5 for 'train' and, with `background`, appends the
-    background videos (*_noisy.h5) to it. Raises DataError (one line) on any problem.
+    background videos (*_noisy.h5) to it. Features are read into memory with `in_memory`
+    True, streamed from the files (by `workers` DataLoader processes, `prefetch` batches
+    ahead) with False, and with 'auto' streamed when they would take more than half of
+    `memory_budget` bytes. Raises DataError (one line) on any problem.
     """
     root = Path(root)
     if not root.is_dir():
@@ -283,38 +355,19 @@ def load_ave(root, splits=('train', 'val', 'test'), setting='supervised', backgr
     orders = {s: paths.pop(f'order_{s}') for s in splits}
     with contextlib.ExitStack() as opened:   # closes the files opened so far on any error
         files = {k: opened.enter_context(open_h5(p)) for k, p in paths.items()}
-        return _load(files, orders, device, feature_dtype, progress)
+        data = _load(files, orders, device, feature_dtype, progress,
+                     lambda needed: choose_memory(in_memory, needed, memory_budget))
+    data.class_names = read_class_names(root, data.num_classes)
+    data.workers, data.prefetch = workers, prefetch
+    return data
 
 
-def check_features(audio, visual):
-    """Check a pair of feature datasets (shapes of the AVE layout, float dtypes); returns
-    {file name: number of videos} of both, for check_same_count."""
-    T = L.NUM_SEGMENTS
-    counts = {audio.file.filename: check_shape(audio, (T, L.AUDIO_DIM), 'audio'),
-              visual.file.filename: check_shape(visual, (T, *L.VISUAL_SHAPE), 'visual')}
-    check_float(audio)
-    check_float(visual)
-    return counts
-
-
-def empty_features(n, feature_dtype, device):
-    """(n, T, A) audio and (n, T, H, W, V) visual tensors to read features into."""
-    T = L.NUM_SEGMENTS
-    return (torch.empty((n, T, L.AUDIO_DIM), dtype=feature_dtype, device=device),
-            torch.empty((n, T, *L.VISUAL_SHAPE), dtype=feature_dtype, device=device))
-
-
-def read_pair(audio, visual, rows, audio_out, visual_out, progress, skip):
-    """read_features of the same `rows` of an audio and a visual dataset."""
-    for ds, out in ((audio, audio_out), (visual, visual_out)):
-        read_features(ds, rows, out, f'loading {Path(ds.file.filename).name}', progress, skip)
-
-
-def _load(files, order_paths, device, feature_dtype, progress):
+def _load(files, order_paths, device, feature_dtype, progress, keep_in_memory):
     ds = {k: read_key(f, L.FEATURE_KEY) for k, f in files.items()}
-    T, C = L.NUM_SEGMENTS, L.NUM_CLASSES
-    counts = {**check_features(ds['audio'], ds['visual']),
-              ds['labels'].file.filename: check_shape(ds['labels'], (T, C + 1), 'segment labels')}
+    labels_path = ds['labels'].file.filename
+    T, C = label_sizes(ds['labels'], 'one-hot segment labels')
+    shapes, counts = check_features(ds['audio'], ds['visual'], {'num_segments': (T, labels_path)})
+    counts[labels_path] = ds['labels'].shape[0]
     if 'mil' in ds:
         counts[ds['mil'].file.filename] = check_shape(ds['mil'], (C + 1,), 'video labels')
     check_same_count(counts)
@@ -324,7 +377,7 @@ def _load(files, order_paths, device, feature_dtype, progress):
     check_disjoint(orders)
     rows = np.unique(np.concatenate(list(orders.values())))       # sorted file rows to load
     labels = read_all(ds['labels'])[rows]                         # (R, T, C + 1)
-    check_one_hot(labels, ds['labels'].file.filename, rows)
+    check_one_hot(labels, labels_path, rows)
     video_label = np.zeros((len(rows), 0), np.float32)
     if 'mil' in ds:
         video_label = read_all(ds['mil'])[rows]                     # (R, C + 1)
@@ -334,40 +387,51 @@ def _load(files, order_paths, device, feature_dtype, progress):
     with_background = 'noisy_audio' in ds
     n_bg = 0
     if with_background:
-        check_same_count({
-            **check_features(ds['noisy_audio'], ds['noisy_visual']),
-            ds['noisy_labels'].file.filename: check_shape(ds['noisy_labels'], (C + 1,),
-                                                          'video labels')})
+        audio_path, visual_path = ds['audio'].file.filename, ds['visual'].file.filename
+        _, bg_counts = check_features(ds['noisy_audio'], ds['noisy_visual'], {
+            'num_segments': (shapes['num_segments'], audio_path),
+            'audio_dim': (shapes['audio_dim'], audio_path),
+            'visual_shape': (shapes['visual_shape'], visual_path)})
+        noisy_labels_path = ds['noisy_labels'].file.filename
+        bg_counts[noisy_labels_path] = check_shape(ds['noisy_labels'], (C + 1,), 'video labels')
+        check_same_count(bg_counts)
         n_bg = ds['noisy_audio'].shape[0]
         bg_label = read_all(ds['noisy_labels'])
-        check_one_hot(bg_label, ds['noisy_labels'].file.filename)
+        check_one_hot(bg_label, noisy_labels_path)
         if (bg_label.argmax(-1) != C).any():
             m = int(np.flatnonzero(bg_label.argmax(-1) != C)[0])
-            raise DataError(f"{ds['noisy_labels'].file.filename} labels background video {m} as "
-                            f'class {int(bg_label[m].argmax())}; every row of it must be '
-                            f'background (column {C}), or pass --no_background')
+            raise DataError(f'{noisy_labels_path} labels background video {m} as class '
+                            f'{int(bg_label[m].argmax())}; every row of it must be background '
+                            f'(column {C}), or pass --no_background')
         bg_label = bg_label.astype(np.float32)
 
-    R = len(rows) + n_bg
-    audio, visual = empty_features(R, feature_dtype, device)
-    read_pair(ds['audio'], ds['visual'], rows, audio[:len(rows)], visual[:len(rows)], progress,
-              'drop it from the order files')
     segment = labels.argmax(-1)                                   # (R, T)
-    check_one_class(segment, C, rows, ds['labels'].file.filename)
+    check_one_class(segment, C, rows, labels_path)
     # The video's class is its event class; a video without event segments has none (-1).
     per_class = (segment[..., None] == np.arange(C)).sum(1)       # (R, C)
     video_class = np.where(per_class.max(1) > 0, per_class.argmax(1), -1)
+    R, n = len(rows) + n_bg, len(rows)
+    audio = visual = reader = None
+    if keep_in_memory(feature_bytes(R, shapes, feature_dtype)):
+        audio, visual = empty_features(R, shapes, feature_dtype, device)
+        read_pair(ds['audio'], ds['visual'], rows, audio[:n], visual[:n], progress,
+                  'drop it from the order files')
+        if with_background:
+            read_pair(ds['noisy_audio'], ds['noisy_visual'], np.arange(n_bg), audio[n:],
+                      visual[n:], progress,
+                      'pass --no_background to train without the background videos')
+    else:
+        reader = FeatureReader({k: d.file.filename for k, d in ds.items()
+                                if k in ('audio', 'visual', 'noisy_audio', 'noisy_visual')},
+                               np.concatenate([rows, -1 - np.arange(n_bg)]), feature_dtype)
     if with_background:
-        read_pair(ds['noisy_audio'], ds['noisy_visual'], np.arange(n_bg), audio[len(rows):],
-                  visual[len(rows):], progress,
-                  'pass --no_background to train without the background videos')
         segment = np.concatenate([segment, np.full((n_bg, T), C)])
         video_class = np.concatenate([video_class, np.full(n_bg, -1)])
         video_label = np.concatenate([video_label, bg_label])
 
     as_tensor = lambda a, dtype: torch.as_tensor(a, dtype=dtype).to(device)
     position = {s: np.searchsorted(rows, o) for s, o in orders.items()}  # file row -> tensor row
-    background_rows = as_tensor(np.arange(len(rows), R), torch.int64)
+    background_rows = as_tensor(np.arange(n, R), torch.int64)
     split_rows = {s: as_tensor(p, torch.int64) for s, p in position.items()}
     if with_background:
         split_rows['train'] = torch.cat([split_rows['train'], background_rows])
@@ -377,8 +441,9 @@ def _load(files, order_paths, device, feature_dtype, progress):
                    video_label=as_tensor(video_label, torch.float32),
                    splits=split_rows,
                    source_rows=np.concatenate([rows, -1 - np.arange(n_bg)]),
-                   num_classes=C, file_videos=num_videos,
-                   background_rows=background_rows)
+                   num_classes=C, file_videos=num_videos, shapes=shapes,
+                   device=torch.device(device), background_rows=background_rows,
+                   reader=reader)
 
 
 def load_videos(audio, visual, labels=None, device='cpu', feature_dtype=torch.float32,
@@ -387,7 +452,8 @@ def load_videos(audio, visual, labels=None, device='cpu', feature_dtype=torch.fl
     optionally, their one-hot segment labels), checked like a data folder's files.
 
     Returns AVEData whose split 'videos' is every row in file order; without `labels` its
-    segment is None. A NaN names the file and row (there are no order files to drop it from).
+    segment is None, and so are num_classes and class_names (the checkpoint knows them).
+    A NaN names the file and row (there are no order files to drop it from).
     """
     paths = {'audio': Path(audio), 'visual': Path(visual)}
     if labels is not None:
@@ -395,20 +461,25 @@ def load_videos(audio, visual, labels=None, device='cpu', feature_dtype=torch.fl
     with contextlib.ExitStack() as opened:
         ds = {k: read_key(opened.enter_context(open_h5(p)), L.FEATURE_KEY)
               for k, p in paths.items()}
-        T, C = L.NUM_SEGMENTS, L.NUM_CLASSES
-        counts = check_features(ds['audio'], ds['visual'])
-        segment = None
+        shapes, counts = check_features(ds['audio'], ds['visual'], {})
+        segment = C = None
         if labels is not None:
-            counts[paths['labels']] = check_shape(ds['labels'], (T, C + 1), 'one-hot segment labels')
+            T, C = label_sizes(ds['labels'], 'one-hot segment labels')
+            if T != shapes['num_segments']:
+                raise DataError(f"{paths['labels']} has {T} segments per video, but "
+                                f"{paths['audio']} has {shapes['num_segments']}; the labels must "
+                                'describe the same videos')
+            counts[paths['labels']] = ds['labels'].shape[0]
             one_hot = read_all(ds['labels'])
             check_one_hot(one_hot, paths['labels'])
             segment = torch.from_numpy(one_hot.argmax(-1)).long().to(device)   # (N, T)
         check_same_count(counts)
         N = ds['audio'].shape[0]
         rows = np.arange(N)
-        audio_t, visual_t = empty_features(N, feature_dtype, device)
+        audio_t, visual_t = empty_features(N, shapes, feature_dtype, device)
         read_pair(ds['audio'], ds['visual'], rows, audio_t, visual_t, progress,
                   'leave that video out of the file')
     return AVEData(audio=audio_t, visual=visual_t, segment=segment, video_class=None,
                    video_label=None, splits={'videos': torch.arange(N, device=device)},
-                   source_rows=rows, num_classes=C, file_videos=N)
+                   source_rows=rows, num_classes=C, file_videos=N, shapes=shapes,
+                   device=torch.device(device))

@@ -79,21 +79,25 @@ def read_annotations(path):
     return _read_lines(path, allow_header=True)
 
 
-def event_labels(class_ids, starts, ends):
+def event_labels(class_ids, starts, ends, num_classes=NUM_CLASSES, num_segments=NUM_SEGMENTS):
     """Label arrays for videos with class `class_ids[i]` and event segments [starts[i], ends[i]).
 
-    Returns `labels` (N, 10, 29) float32, one-hot per segment (class column inside the
-    event, BACKGROUND elsewhere), and `mil_labels` (N, 29) float32, one-hot video class
-    (BACKGROUND never set, even for an empty event).
+    Returns `labels` (N, T, C + 1) float32, one-hot per segment (class column inside the
+    event, the background column C elsewhere), and `mil_labels` (N, C + 1) float32, one-hot
+    video class (background never set, even for an empty event). C = `num_classes` and
+    T = `num_segments` default to the AVE release's 28 and 10 (C = BACKGROUND).
     """
     class_ids, starts, ends = (np.asarray(a, dtype=np.int64) for a in (class_ids, starts, ends))
     n = len(class_ids)
-    segment = np.arange(NUM_SEGMENTS)
-    in_event = (segment >= starts[:, None]) & (segment < ends[:, None])  # (N, 10)
-    column = np.where(in_event, class_ids[:, None], BACKGROUND)  # (N, 10)
-    labels = np.zeros((n, NUM_SEGMENTS, NUM_CLASSES + 1), dtype=np.float32)
+    if n and not 0 <= class_ids.min() <= class_ids.max() < num_classes:
+        raise ValueError(f'class ids must lie in 0..{num_classes - 1}, got '
+                         f'{class_ids.min()}..{class_ids.max()}')
+    segment = np.arange(num_segments)
+    in_event = (segment >= starts[:, None]) & (segment < ends[:, None])  # (N, T)
+    column = np.where(in_event, class_ids[:, None], num_classes)  # (N, T)
+    labels = np.zeros((n, num_segments, num_classes + 1), dtype=np.float32)
     np.put_along_axis(labels, column[..., None], 1.0, axis=-1)
-    mil_labels = np.zeros((n, NUM_CLASSES + 1), dtype=np.float32)
+    mil_labels = np.zeros((n, num_classes + 1), dtype=np.float32)
     mil_labels[np.arange(n), class_ids] = 1.0
     return labels, mil_labels
 

@@ -1,7 +1,9 @@
 """The AVE feature release as users download it: file names, keys, shapes and classes.
 
 Every public AVEL repository expects these names in one data folder; see README.md
-("Data layout") for where the files come from.
+("Data layout") for where the files come from. Other data sets in this layout may have
+other sizes: the loader reads the number of classes, segments and the feature shapes from
+the files themselves (README, "Other datasets"); the sizes below are the AVE release's.
 """
 
 NUM_SEGMENTS = 10          # ten 1-second segments per video
@@ -36,6 +38,23 @@ CLASSES = (
     'Horse', 'Toilet flush', 'Rodents, rats, mice', 'Accordion', 'Mandolin',
 )
 LABEL_NAMES = CLASSES + ('background',)
+BACKGROUND_NAME = 'background'
+
+# Optional: the names of a data set's event classes, one per line in label-column order.
+CLASSES_FILE = 'classes.txt'
+
+
+def default_class_names(num_classes):
+    """Class names of a data folder without classes.txt: AVE's for 28 classes, else class_i."""
+    if num_classes == NUM_CLASSES:
+        return CLASSES
+    return tuple(f'class_{c}' for c in range(num_classes))
+
+
+# What a checkpoint records of the data it was trained on (AVEData.describe()); checkpoints
+# written before it was recorded were all trained on the AVE release.
+AVE_DESCRIPTION = {'class_names': list(CLASSES), 'num_segments': NUM_SEGMENTS,
+                   'audio_dim': AUDIO_DIM, 'visual_shape': list(VISUAL_SHAPE)}
 
 FEATURE_SOURCES = (
     'the AVE feature release of Tian et al. (ECCV 2018; Google Drive links in README.md, '

@@ -2,6 +2,10 @@
 
 Each criterion returns {term: loss}; `weight_dict` holds each term's weight, so the total
 is sum(weight * term) and every term can be logged on its own.
+
+Every term is a sum over the batch's videos (or segments) divided by a count: by default
+the batch's own, and under torchrun the whole global batch's (`batch_counts` of all its
+targets), so that the ranks' terms add up to the loss one process would compute.
 """
 from torch import nn
 import torch.nn.functional as F
@@ -9,11 +13,18 @@ import torch.nn.functional as F
 NO_CLASS = -1   # video_class of a video without event segments (row 26 of the AVE release)
 
 
-def class_cross_entropy(logits, target):
-    """Mean cross-entropy over the videos that have a class; a video without one (NO_CLASS)
-    contributes nothing, and a batch of only such videos gives 0 rather than NaN."""
-    total = F.cross_entropy(logits, target, ignore_index=NO_CLASS, reduction='sum')
-    return total / (target != NO_CLASS).sum().clamp_min(1)
+def batch_counts(targets):
+    """What the terms are divided by: videos, segments and videos with a class (at least 1,
+    so that a batch of only class-less videos gives 0 rather than NaN)."""
+    segment = targets['segment']                                                   # (B, T)
+    return {'videos': segment.shape[0], 'segments': segment.numel(),
+            'classed': (targets['video_class'] != NO_CLASS).sum().clamp_min(1)}
+
+
+def class_cross_entropy(logits, target, classed):
+    """Cross-entropy summed over the videos that have a class, over `classed`; a video
+    without one (NO_CLASS) contributes nothing."""
+    return F.cross_entropy(logits, target, ignore_index=NO_CLASS, reduction='sum') / classed
 
 
 class SupervisedCriterion(nn.Module):
@@ -25,13 +36,15 @@ class SupervisedCriterion(nn.Module):
         self.background = num_classes
         self.weight_dict = {'event_bce': event_bce, 'class_ce': class_ce, 'udl_ce': udl_ce}
 
-    def forward(self, outputs, targets):
+    def forward(self, outputs, targets, counts=None):
+        counts = counts or batch_counts(targets)
         is_event = (targets['segment'] != self.background).to(outputs['relevance'].dtype)  # (B, T)
         video_class = targets['video_class']                                              # (B,)
+        bce = F.binary_cross_entropy_with_logits(outputs['relevance'], is_event, reduction='sum')
         return {
-            'event_bce': F.binary_cross_entropy_with_logits(outputs['relevance'], is_event),
-            'class_ce': class_cross_entropy(outputs['category'], video_class),
-            'udl_ce': class_cross_entropy(outputs['udl'], video_class),
+            'event_bce': bce / counts['segments'],
+            'class_ce': class_cross_entropy(outputs['category'], video_class, counts['classed']),
+            'udl_ce': class_cross_entropy(outputs['udl'], video_class, counts['classed']),
         }
 
 
@@ -44,12 +57,13 @@ class WeakCriterion(nn.Module):
     def __init__(self, mil_fused, mil_visual):
         super().__init__()
         self.weight_dict = {'mil_fused': mil_fused, 'mil_visual': mil_visual}
-        self.mil = nn.MultiLabelSoftMarginLoss()
+        self.mil = nn.MultiLabelSoftMarginLoss(reduction='sum')
 
-    def forward(self, outputs, targets):
+    def forward(self, outputs, targets, counts=None):
         label = targets['video_label']                                               # (B, C + 1)
-        return {'mil_fused': self.mil(outputs['video_score'], label),
-                'mil_visual': self.mil(outputs['visual_video_score'], label)}
+        videos = counts['videos'] if counts else label.shape[0]
+        return {'mil_fused': self.mil(outputs['video_score'], label) / videos,
+                'mil_visual': self.mil(outputs['visual_video_score'], label) / videos}
 
 
 def build_criterion(cfg, setting, num_classes):

@@ -6,8 +6,6 @@ EVENT is where the process kills itself, as a power cut or `kill -9` would:
     write:NAME  half-way through the N-th atomic write of a file whose name contains NAME
                 (half of the bytes are in its temporary file, synced to disk)
     after:NAME  right after the N-th such write is complete
-    step        in the N-th training step of the process, after its forward pass
-    eval        at the start of the N-th evaluation of a split
 Used by tests/test_reliability.py.
 """
 import os
@@ -18,7 +16,6 @@ from pathlib import Path
 import core.atomic
 import main as program
 import utils.checkpoint
-import utils.engine
 import utils.run_dir
 
 
@@ -57,28 +54,12 @@ def patch_writes(name, hit, half):
     utils.run_dir.atomic_write = atomic_write
 
 
-def patch_call(module, attribute, hit):
-    """Make module.attribute die on the call that `hit` picks."""
-    real = getattr(module, attribute)
-
-    def call(*args, **kwargs):
-        if hit():
-            die()
-        return real(*args, **kwargs)
-
-    setattr(module, attribute, call)
-
-
 if __name__ == '__main__':
     setting, event, n, *flags = sys.argv[1:]
     hit = nth(int(n))
     kind, _, name = event.partition(':')
     if kind in ('write', 'after'):
         patch_writes(name, hit, half=kind == 'write')
-    elif kind == 'step':
-        patch_call(utils.engine, 'total_loss', hit)     # called once per step, after forward
-    elif kind == 'eval':
-        patch_call(program, 'evaluate', hit)
     else:
         raise SystemExit(f'unknown event {event!r}')
     program.main(setting, flags, prog=f'die_at {setting}')

@@ -144,9 +144,16 @@ def test_video_counts_that_disagree(folder):
         load_ave(folder, progress=False)
 
 
-def test_wrong_per_video_shape(folder):
+def test_other_feature_sizes_are_read_from_the_files(folder):
     rewrite(folder / 'audio_feature.h5', value=read(folder / 'audio_feature.h5')[:, :, :64])
-    with pytest.raises(DataError, match=r'audio_feature.h5 has shape \(\d+, 10, 64\), expected \(N, 10, 128\)'):
+    data = load_ave(folder, progress=False)
+    assert data.shapes['audio_dim'] == 64 and data.sizes['audio_dim'] == 64
+
+
+def test_audio_and_visual_must_have_the_same_segments(folder):
+    rewrite(folder / 'visual_feature.h5', value=read(folder / 'visual_feature.h5')[:, :9])
+    with pytest.raises(DataError, match=r'audio_feature.h5 has 10 segments per video but '
+                                        r'.*visual_feature.h5 has 9'):
         load_ave(folder, progress=False)
 
 

@@ -4,8 +4,11 @@ Most cases run the programs in this process (main.main, as supv_main.py and
 weak_main.py do); a few run the shell scripts as a user would. Each data case breaks one file
 of a private copy of the micro set (the other files are links to the shared set).
 """
+import os
 import random
 import re
+import subprocess
+import sys
 
 import h5py
 import numpy as np
@@ -14,7 +17,7 @@ import torch
 
 import main as program
 from dataset.ave import DataError, load_ave
-from tests.helpers import TINY_FLAGS, run_script, user_error
+from tests.helpers import REPO, TINY_FLAGS, user_error
 from utils.checkpoint import LAST, load_checkpoint, save_checkpoint
 from main import main
 
@@ -118,12 +121,17 @@ DATA_CASES = [
      'audio_feature.h5 is not a readable HDF5 file.*re-download or regenerate'),
     ('video counts disagree', 'supervised', change('audio_feature.h5', lambda a: a[:-1]),
      r'files disagree on the number of videos \(audio_feature.h5: 15, visual_feature.h5: 16.*same release'),
-    ('wrong audio shape', 'supervised', change('audio_feature.h5', lambda a: a[..., :64]),
-     r'audio_feature.h5 has shape \(16, 10, 64\), expected \(N, 10, 128\) audio; .*regenerate'),
+    ('audio segments', 'supervised', change('audio_feature.h5', lambda a: a[:, :8]),
+     r'audio_feature.h5 has 8 segments per video but .*visual_feature.h5 has 10; .*same extraction'),
+    ('label segments', 'supervised', change('labels.h5', lambda a: a[:, :9]),
+     r'audio_feature.h5 has segments per video 10, but .*labels.h5 has 9; .*same extraction'),
     ('wrong visual shape', 'supervised', change('visual_feature.h5', lambda a: a.reshape(16, 10, 49, 512)),
-     r'visual_feature.h5 has shape \(16, 10, 49, 512\), expected \(N, 10, 7, 7, 512\)'),
-    ('wrong label width', 'supervised', change('labels.h5', lambda a: a[..., :28]),
-     r'labels.h5 has shape \(16, 10, 28\), expected \(N, 10, 29\)'),
+     r'visual_feature.h5 has shape \(16, 10, 49, 512\), expected \(N, T, H, W, V\) visual maps'),
+    ('wrong label width', 'supervised', change('labels.h5', lambda a: a[..., :1]),
+     r'labels.h5 has shape \(16, 10, 1\), expected \(N, T, C \+ 1\)'),
+    ('background shape', 'weak', change('visual_feature_noisy.h5', lambda a: a[..., :256]),
+     r'visual_feature_noisy.h5 has visual map shape .*7, 7, 256.*, but .*visual_feature.h5 has '
+     r'\(7, 7, 512\)'),
     ('mil count disagrees', 'weak', change('mil_labels.h5', lambda a: a[:-1]),
      'files disagree on the number of videos .*mil_labels.h5: 15'),
     ('background counts disagree', 'weak', change('labels_noisy.h5', lambda a: a[:-1]),
@@ -415,20 +423,33 @@ def test_run_folder_killed_before_its_first_last_checkpoint_suggests_only_overwr
 
 # ----------------------------------------------------------------------------- as a user runs them
 
-@pytest.mark.parametrize('script, args', [
-    ('supv_train.sh', lambda d, r, t: ['--data_root', t / 'nowhere', '--snapshot_pref', t / 'run']),
-    ('weak_train.sh', lambda d, r, t: ['--data_root', d, '--snapshot_pref', t / 'run',
-                                       '--batch_sise', 4]),
-    ('supv_test.sh', lambda d, r, t: ['--data_root', d, '--resume', cut(best(r['supervised']),
-                                                                       t / 'cut.pth.tar')]),
-    ('weak_test.sh', lambda d, r, t: ['--data_root', d, '--resume', best(r['supervised'])]),
-    ('supv_train.sh', lambda d, r, t: ['--data_root', d, '--snapshot_pref', t / 'file' / 'run']),
-], ids=['missing data folder', 'misspelt flag', 'corrupt checkpoint', 'other setting',
-        'unwritable run folder'])
-def test_scripts_fail_with_one_line_and_no_traceback(script, args, runs, micro_ave, tmp_path):
+SCRIPT_CASES = {   # name: (script, its arguments from the micro set, the runs, tmp_path)
+    'missing data folder': ('supv_train.sh', lambda d, r, t: [
+        '--data_root', t / 'nowhere', '--snapshot_pref', t / 'run']),
+    'misspelt flag': ('weak_train.sh', lambda d, r, t: [
+        '--data_root', d, '--snapshot_pref', t / 'run', '--batch_sise', 4]),
+    'corrupt checkpoint': ('supv_test.sh', lambda d, r, t: [
+        '--data_root', d, '--resume', cut(best(r['supervised']), t / 'cut.pth.tar')]),
+    'other setting': ('weak_test.sh', lambda d, r, t: [
+        '--data_root', d, '--resume', best(r['supervised'])]),
+    'unwritable run folder': ('supv_train.sh', lambda d, r, t: [
+        '--data_root', d, '--snapshot_pref', t / 'file' / 'run']),
+}
+
+
+def test_scripts_fail_with_one_line_and_no_traceback(runs, micro_ave, tmp_path):
+    """Each script as a user runs it, on a bad input: exit 2 and one 'error:' line. The five
+    run side by side (they only start Python and stop)."""
     (tmp_path / 'file').write_text('')
-    proc = run_script(script, *args(micro_ave, runs, tmp_path), check=False)
-    assert proc.returncode == 2
-    assert 'Traceback' not in proc.stderr + proc.stdout
-    [line] = proc.stderr.strip().splitlines()
-    assert line.startswith('error: ')
+    env = dict(os.environ, PYTHON=sys.executable)
+    procs = {name: subprocess.Popen(['bash', str(REPO / script),
+                                     *map(str, args(micro_ave, runs, tmp_path))],
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                    env=env, cwd=REPO)
+             for name, (script, args) in SCRIPT_CASES.items()}
+    for name, proc in procs.items():
+        out, err = proc.communicate()
+        assert proc.returncode == 2, (name, out, err)
+        assert 'Traceback' not in err + out, name
+        [line] = err.strip().splitlines()
+        assert line.startswith('error: '), name

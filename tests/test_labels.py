@@ -7,7 +7,7 @@ import h5py
 import numpy as np
 import pytest
 
-from dataset.labels import build_labels, build_orders, main, read_annotations
+from dataset.labels import build_labels, build_orders, event_labels, main, read_annotations
 from dataset.layout import (ANNOTATIONS_FILE, BACKGROUND, FEATURE_KEY, LABELS_FILE,
                             MIL_LABELS_FILE, NUM_CLASSES, ORDER_FILES, ORDER_KEY, SPLIT_FILES)
 
@@ -79,6 +79,21 @@ def test_header_and_blank_lines_are_tolerated(tmp_path):
     labels, mil_labels = build_labels(read_annotations(headed))
     assert labels[1].argmax(-1).tolist() == [28, 28, 28, 22, 22, 28, 28, 28, 28, 28]
     assert mil_labels.argmax(-1).tolist() == [2, 22]
+
+
+def test_event_labels_take_other_class_and_segment_counts():
+    labels, mil_labels = event_labels([2, 0], [1, 0], [3, 0], num_classes=3, num_segments=4)
+    assert labels.shape == (2, 4, 4) and mil_labels.shape == (2, 4)
+    assert labels.argmax(-1).tolist() == [[3, 2, 2, 3], [3, 3, 3, 3]]  # column 3: background
+    assert mil_labels.argmax(-1).tolist() == [2, 0]
+    # The defaults are the AVE release's 28 classes and 10 segments.
+    default, _ = event_labels([2], [1], [3])
+    assert default.shape == (1, 10, NUM_CLASSES + 1) and default[0, 0, BACKGROUND] == 1
+
+
+def test_event_labels_refuse_a_class_beyond_the_count():
+    with pytest.raises(ValueError, match=r'class ids must lie in 0..2, got 0..3'):
+        event_labels([0, 3], [0, 0], [1, 1], num_classes=3, num_segments=4)
 
 
 @pytest.mark.parametrize('line, problem', [

@@ -15,7 +15,7 @@ PREDS = torch.tensor([[B, 3, 3, 5, 3],     # 2 of 3 class-3 segments right, one 
 
 
 def test_confusion_matrix_counts_true_against_predicted():
-    m = confusion_matrix(LABELS, PREDS)
+    m = confusion_matrix(LABELS, PREDS, len(LABEL_NAMES))
     assert m.shape == (29, 29) and int(m.sum()) == LABELS.numel()
     assert m[3, 3] == 2 and m[3, 5] == 1
     assert m[7, 7] == 3 and m[7, B] == 1 and m[7, 5] == 1
@@ -23,7 +23,7 @@ def test_confusion_matrix_counts_true_against_predicted():
 
 
 def test_per_class_accuracy_is_the_recall_of_each_class():
-    rows = per_class_accuracy(confusion_matrix(LABELS, PREDS))
+    rows = per_class_accuracy(confusion_matrix(LABELS, PREDS, len(LABEL_NAMES)), LABEL_NAMES)
     assert [r['name'] for r in rows] == list(LABEL_NAMES)
     assert rows[3] == {'class': 3, 'name': LABEL_NAMES[3], 'support': 3, 'correct': 2,
                        'accuracy': pytest.approx(200 / 3)}
@@ -33,18 +33,18 @@ def test_per_class_accuracy_is_the_recall_of_each_class():
 
 
 def test_event_detection_ignores_the_class():
-    ev = event_detection(LABELS, PREDS)
+    ev = event_detection(LABELS, PREDS, B)
     # 8 event segments; 7 predicted as some event (one as background); 1 of 2 backgrounds hit.
     assert (ev['true_positives'], ev['false_positives'], ev['false_negatives'],
             ev['true_negatives']) == (7, 1, 1, 1)
     assert ev['precision'] == pytest.approx(87.5) and ev['recall'] == pytest.approx(87.5)
     assert ev['f1'] == pytest.approx(87.5)
-    none = event_detection(torch.full((1, 3), B), torch.full((1, 3), B))
+    none = event_detection(torch.full((1, 3), B), torch.full((1, 3), B), B)
     assert none['precision'] is None and none['recall'] is None and none['f1'] is None
 
 
 def test_report_collects_everything_and_reads_as_markdown():
-    rep = report(LABELS, PREDS)
+    rep = report(LABELS, PREDS, LABEL_NAMES)
     assert rep['videos'] == 2 and rep['segments'] == 10
     assert rep['accuracy'] == pytest.approx(60.0)   # 6 of 10 segments
     assert sum(map(sum, rep['confusion'])) == 10 and rep['labels'][B] == 'background'
@@ -53,18 +53,27 @@ def test_report_collects_everything_and_reads_as_markdown():
     assert f'| 3 | {LABEL_NAMES[3]} | 3 | 2 | 66.67 | {LABEL_NAMES[5]} (1) |' in text
     assert '| 0 | Church bell | 0 | 0 | n/a |  |' in text
     with pytest.raises(ValueError):
-        report(LABELS, PREDS[:1])
+        report(LABELS, PREDS[:1], LABEL_NAMES)
 
 
 def test_merge_events_makes_intervals_of_equal_event_segments():
     classes = [B, 3, 3, B, B, 5, 5, 5, 3, B]
     scores = [0.9, 0.2, 0.4, 0.9, 0.9, 0.6, 0.7, 0.8, 0.5, 0.9]
-    events = merge_events(classes, scores)
+    events = merge_events(classes, LABEL_NAMES, scores)
     assert [(e['class'], e['start_s'], e['end_s']) for e in events] == [(3, 1, 3), (5, 5, 8),
                                                                        (3, 8, 9)]
     assert [e['score'] for e in events] == pytest.approx([0.3, 0.7, 0.5])
     assert events[1]['class_name'] == LABEL_NAMES[5]
-    assert merge_events([B] * 10) == []
-    assert merge_events([4] * 10) == [{'class': 4, 'class_name': LABEL_NAMES[4],
+    assert merge_events([B] * 10, LABEL_NAMES) == []
+    assert merge_events([4] * 10, LABEL_NAMES) == [{'class': 4, 'class_name': LABEL_NAMES[4],
                                        'start_s': 0, 'end_s': 10}]
-    assert [(e['start_s'], e['end_s']) for e in merge_events([1, 2, 2])] == [(0, 1), (1, 3)]
+    assert [(e['start_s'], e['end_s']) for e in merge_events([1, 2, 2], LABEL_NAMES)] == [(0, 1), (1, 3)]
+
+
+def test_other_class_counts_name_their_own_labels():
+    names = ('dog', 'car', 'background')
+    labels, preds = torch.tensor([[0, 0, 2]]), torch.tensor([[0, 1, 2]])
+    rep = report(labels, preds, names)
+    assert rep['labels'] == list(names) and len(rep['confusion']) == 3
+    assert rep['event_detection']['true_negatives'] == 1
+    assert [e['class_name'] for e in merge_events([1, 1, 2, 0], names)] == ['car', 'dog']

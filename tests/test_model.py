@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from dataset.layout import AVE_SIZES
 from model import DMIN, build_model, count_parameters, model_args
 from model.agta import AGTA, ChannelAttention, SpatialMFB, TemporalAttention
-from model.criterion import class_cross_entropy, total_loss
+from model.criterion import batch_counts, class_cross_entropy, total_loss
 from model.dima import DenseAttention
 from model.fusion import AudioVisualFusion
 from model.heads import MILBranch, predict_segments, segment_confidence
@@ -145,9 +145,15 @@ def test_confidence_is_probability_of_the_chosen_label():
 
 def test_class_loss_leaves_out_videos_without_a_class():
     logits = torch.randn(3, 28)
-    both = class_cross_entropy(logits, torch.tensor([4, -1, 7]))
+    segment = torch.zeros(3, 10, dtype=torch.long)
+    classes = torch.tensor([4, -1, 7])
+    counts = batch_counts({'segment': segment, 'video_class': classes})
+    assert counts['videos'] == 3 and counts['segments'] == 30 and counts['classed'] == 2
+    both = class_cross_entropy(logits, classes, counts['classed'])
     torch.testing.assert_close(both, F.cross_entropy(logits[[0, 2]], torch.tensor([4, 7])))
-    assert class_cross_entropy(logits, torch.full((3,), -1)).item() == 0.0   # not NaN
+    none = torch.full((3,), -1)
+    classed = batch_counts({'segment': segment, 'video_class': none})['classed']
+    assert class_cross_entropy(logits, none, classed).item() == 0.0   # not NaN
 
 
 # ----------------------------------------------------------------------------- the whole model

@@ -37,13 +37,13 @@ def texts(fig):
 def rep():
     labels = torch.tensor([[B, 3, 3, 3, 3, 3, 3, B, B, B], [7] * 10, [19] * 5 + [B] * 5])
     preds = torch.tensor([[B, B, 3, 3, 3, 1, 1, 3, 3, B], [7] * 9 + [B], [19] * 10])
-    return report(labels, preds)
+    return report(labels, preds, LABEL_NAMES)
 
 
 def test_timeline_shows_each_event_with_its_class_and_the_confidences():
     labels = [B, 3, 3, 3, 3, 3, 3, B, B, B]
     preds = [B, B, 3, 3, 3, 1, 1, 3, 3, B]
-    fig = plots.timeline_figure('video 0', preds, [0.9] * 10, labels)
+    fig = plots.timeline_figure('video 0', preds, LABEL_NAMES, [0.9] * 10, labels)
     shown = texts(fig)
     # Ground truth: one event of class 3; prediction: class 3, class 1, class 3 again.
     assert shown.count(LABEL_NAMES[3]) == 3 and shown.count(LABEL_NAMES[1]) == 1
@@ -51,12 +51,12 @@ def test_timeline_shows_each_event_with_its_class_and_the_confidences():
     assert 'video 0: 5/10 segments correct' in shown
     assert [t.get_text() for t in fig.legends[0].texts] == [LABEL_NAMES[1], LABEL_NAMES[3],
                                                             'background', 'wrong segment']
-    alone = texts(plots.timeline_figure('video 1', preds))
+    alone = texts(plots.timeline_figure('video 1', preds, LABEL_NAMES))
     assert alone.count(LABEL_NAMES[3]) == 2 and 'video 1' in alone   # prediction row only
 
 
 def test_confusion_figure_writes_each_nonzero_count_in_its_cell(rep):
-    fig = plots.confusion_figure(rep['confusion'])
+    fig = plots.confusion_figure(rep['confusion'], rep['labels'])
     cells = {(round(t.get_position()[1]), round(t.get_position()[0])): int(t.get_text())
              for t in fig.axes[0].texts}
     expected = {(i, j): n for i, row in enumerate(rep['confusion']) for j, n in enumerate(row) if n}

@@ -167,12 +167,17 @@ def test_bad_inputs_are_one_line_errors(checkpoints, tiny_ave, tmp_path, capsys)
     bad = tmp_path / 'audio64.h5'
     with h5py.File(bad, 'w') as f:
         f['avadataset'] = np.zeros((2, 10, 64), np.float32)
+    visual = tmp_path / 'visual.h5'
+    with h5py.File(visual, 'w') as f:
+        f['avadataset'] = np.zeros((2, 10, 7, 7, 512), np.float32)
     ckpt, missing = str(checkpoints['supervised']), str(tmp_path / 'none.h5')
     cases = [
         (['--checkpoint', missing, '--data_root', str(tiny_ave)], ['not found']),
         (['--checkpoint', ckpt, '--audio', missing, '--visual', missing], ['--audio', 'not found']),
         (['--checkpoint', ckpt, '--audio', str(bad), '--visual', str(bad)],
-         ['(2, 10, 64)', '(N, 10, 128)']),
+         ['(2, 10, 64)', '(N, T, H, W, V)']),
+        (['--checkpoint', ckpt, '--audio', str(bad), '--visual', str(visual)],
+         ['audio features of size 128', 'these data have 64']),
         (['--checkpoint', ckpt, '--audio', str(bad)], ['--visual']),
         (['--checkpoint', ckpt, '--data_root', str(tmp_path)], ['not found in data folder']),
         (['--checkpoint', ckpt, '--data_root', str(tiny_ave), '--annotations', str(bad)],

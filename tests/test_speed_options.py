@@ -1,5 +1,6 @@
 """Speed options keep results: bf16 autocast on CPU, float16 feature storage, the benchmark."""
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -10,21 +11,22 @@ import torch
 from dataset.ave import load_ave
 import utils.device
 from main import main
-from tests.helpers import REPO, SMALL_FLAGS, SMALL_MODEL, build
+from tests.helpers import REPO, SMALL_FLAGS, SMALL_MODEL, TINY_MODEL, build
 from utils.engine import evaluate, train_one_epoch
 
 
-def small_setup(tiny_ave, *flags, **load):
+def small_setup(tiny_ave, *flags, model_keys=SMALL_MODEL, **load):
     torch.manual_seed(0)
-    cfg, model, criterion = build('supervised', '--batch_size', '8', *flags, **SMALL_MODEL)
+    cfg, model, criterion = build('supervised', '--batch_size', '8', *flags, **model_keys)
     return cfg, load_ave(tiny_ave, splits=('train', 'val'), progress=False, **load), model, \
         criterion
 
 
 def test_bf16_autocast_computes_in_bfloat16_keeps_float32_weights_and_learns(micro_ave):
-    # The micro set: bf16 products are slow on CPUs without bf16 instructions.
+    # The micro set and the tiny model: bf16 products are slow on CPUs without bf16
+    # instructions.
     cfg, data, model, criterion = small_setup(micro_ave, '--amp', 'bf16', '--lr', '3e-3',
-                                              '--batch_size', '4')
+                                              '--batch_size', '4', model_keys=TINY_MODEL)
     dtypes = set()
     model.visual_encoder.proj.register_forward_hook(lambda m, i, out: dtypes.add(out.dtype))
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg['lr'])
@@ -67,17 +69,20 @@ def test_benchmark_quick_mode_writes_its_json(tmp_path):
 
 
 # Prints whether reuse was applied, then the page faults of each of 10 rounds of what a
-# training step does to memory: tensors above glibc's largest mmap threshold (32 MB), as the
-# MFB activations of a batch-32 step are (80 MB each), made, used and freed.
+# training step does to memory: blocks above glibc's largest mmap threshold (32 MB), as the
+# MFB activations of a batch-32 step are (80 MB each), made, used and freed. numpy's large
+# arrays come from glibc's malloc as torch's CPU tensors do, and numpy starts in a fraction
+# of torch's import time.
 BLOCK_FAULTS = """
-import resource, sys, torch
+import resource, sys
+import numpy as np
 sys.path.insert(0, sys.argv[1])
 from utils.memory import reuse_freed_memory
 applied = reuse_freed_memory() if sys.argv[2] == 'reuse' else False
 faults = []
 for _ in range(10):
     before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-    a, b = torch.ones(16 * 2 ** 20), torch.ones(20 * 2 ** 20)   # 64 MB and 80 MB
+    a, b = np.ones(16 * 2 ** 20, np.float32), np.ones(20 * 2 ** 20, np.float32)  # 64, 80 MB
     c = a + 1
     del a, b, c
     faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
@@ -87,8 +92,10 @@ print(applied, *faults)
 
 def test_reuse_freed_memory_keeps_large_freed_blocks_for_the_next_step():
     def block_faults(mode):
+        # numpy asks for huge pages on large arrays (512 times fewer faults); torch does not.
         out = subprocess.run([sys.executable, '-c', BLOCK_FAULTS, str(REPO), mode],
-                             capture_output=True, text=True, check=True).stdout.split()
+                             capture_output=True, text=True, check=True,
+                             env={**os.environ, 'NUMPY_MADVISE_HUGEPAGE': '0'}).stdout.split()
         return out[0] == 'True', [int(n) for n in out[1:]]
 
     applied, reused = block_faults('reuse')

@@ -6,12 +6,14 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+from tqdm import tqdm
 
 from dataset import synthetic
 from dataset.labels import build_labels, read_annotations
-from dataset.layout import (ANNOTATIONS_FILE, AUDIO_FILES, BACKGROUND, FEATURE_KEY, LABELS_FILE,
-                            MIL_LABELS_FILE, NOISY_AUDIO_FILE, NOISY_LABELS_FILE,
-                            NOISY_VISUAL_FILE, NUM_CLASSES, ORDER_FILES, ORDER_KEY, VISUAL_FILE)
+from dataset.layout import (ANNOTATIONS_FILE, AUDIO_FILES, BACKGROUND, CLASSES, CLASSES_FILE,
+                            FEATURE_KEY, LABELS_FILE, MIL_LABELS_FILE, NOISY_AUDIO_FILE,
+                            NOISY_LABELS_FILE, NOISY_VISUAL_FILE, NUM_CLASSES, ORDER_FILES,
+                            ORDER_KEY, VISUAL_FILE)
 
 REPO = Path(__file__).resolve().parents[1]
 FEATURE_FILES = (AUDIO_FILES[0], VISUAL_FILE, NOISY_AUDIO_FILE, NOISY_VISUAL_FILE)
@@ -256,3 +258,181 @@ def test_cli_bad_arguments_exit_non_zero_with_one_line(tmp_path, args, message):
 def test_videos_and_annotations_together_are_refused(tmp_path):
     with pytest.raises(ValueError, match='either videos or annotations'):
         synthetic.generate(tmp_path, videos=5, annotations=tmp_path / 'a.txt', progress=False)
+
+
+# ----------------------------------------------------------------------------- other sizes
+
+# A set of 5 classes, 6 segments per video, float16 features: 12 videos, 2 background.
+OTHER = {'videos': 12, 'background': 2, 'seed': 4, 'classes': 5, 'segments': 6}
+
+
+@pytest.fixture(scope='module')
+def other_sizes(tmp_path_factory):
+    """Folder of the OTHER set, written through the command line (in this process)."""
+    out = tmp_path_factory.mktemp('other_sizes')
+    synthetic.main(['--out', str(out), '--videos', '12', '--background', '2', '--seed', '4',
+                    '--classes', '5', '--segments', '6', '--dtype', 'float16'])
+    return out
+
+
+def test_other_sizes_have_their_shapes_and_dtypes(other_sizes):
+    expected = {
+        AUDIO_FILES[0]: ((12, 6, 128), np.float16),
+        VISUAL_FILE: ((12, 6, 7, 7, 512), np.float16),
+        LABELS_FILE: ((12, 6, 6), np.float32),
+        MIL_LABELS_FILE: ((12, 6), np.float32),
+        NOISY_AUDIO_FILE: ((2, 6, 128), np.float16),
+        NOISY_VISUAL_FILE: ((2, 6, 7, 7, 512), np.float16),
+        NOISY_LABELS_FILE: ((2, 6), np.float32),
+    }
+    assert sorted(p.name for p in other_sizes.iterdir()) == sorted(
+        [*expected, *ORDER_FILES.values(), CLASSES_FILE])
+    files = read_all(other_sizes)
+    for name, (shape, dtype) in expected.items():
+        assert (files[name].shape, files[name].dtype) == (shape, dtype), name
+    rows = np.concatenate([files[name] for name in ORDER_FILES.values()])
+    assert sorted(rows.tolist()) == list(range(12))
+
+
+def test_other_sizes_name_their_classes_in_label_column_order(other_sizes):
+    assert (other_sizes / CLASSES_FILE).read_text() == ''.join(
+        f'synthetic class {c}\n' for c in range(5))
+
+
+def test_other_sizes_labels_are_one_hot_with_background_last(other_sizes):
+    labels, mil_labels = read(other_sizes / LABELS_FILE), read(other_sizes / MIL_LABELS_FILE)
+    assert (labels.sum(-1) == 1).all() and (mil_labels.sum(-1) == 1).all()
+    assert (mil_labels[:, 5] == 0).all()  # column 5 = background
+    event = labels[..., 5] == 0  # (12, 6)
+    assert event.any(1).all()  # every video has an event, inside its 6 segments
+    video_class = mil_labels.argmax(-1)[:, None].repeat(6, 1)
+    np.testing.assert_array_equal(labels.argmax(-1)[event], video_class[event])
+    # Each event is one run of segments [start, end).
+    assert (np.diff(event.astype(int), axis=1) != 0).sum(1).max() <= 2
+    assert (read(other_sizes / NOISY_LABELS_FILE).argmax(-1) == 5).all()
+
+
+def test_cli_sizes_and_dtype_reach_the_files(other_sizes, tmp_path):
+    summary = synthetic.generate(tmp_path, **OTHER, dtype='float16', progress=False)
+    assert (summary['classes'], summary['segments'], summary['dtype']) == (5, 6, 'float16')
+    assert summary['splits'] == {'train': 10, 'val': 1, 'test': 1}
+    cli, api = read_all(other_sizes), read_all(tmp_path)
+    for name in api:
+        np.testing.assert_array_equal(cli[name], api[name])
+
+
+def test_float16_features_are_the_float32_ones_rounded(tmp_path):
+    for dtype in ('float16', 'float32'):
+        synthetic.generate(tmp_path / dtype, videos=3, background=1, segments=3, dtype=dtype,
+                           progress=False)
+    for name in FEATURE_FILES:
+        half, single = read(tmp_path / 'float16' / name), read(tmp_path / 'float32' / name)
+        np.testing.assert_array_equal(half, single.astype(np.float16))
+
+
+def test_float16_refuses_values_it_cannot_hold(tmp_path):
+    # A huge noise gives visual values beyond float16's 65504.
+    with pytest.raises(ValueError, match='does not fit float16'):
+        synthetic.generate(tmp_path, videos=3, background=1, segments=2, dtype='float16',
+                           noise=1e6, progress=False)
+
+
+def test_explicit_28_classes_only_adds_the_ave_class_names(tmp_path):
+    explicit = synthetic.generate(tmp_path / 'a', videos=3, background=1, classes=28,
+                                  progress=False)
+    default = synthetic.generate(tmp_path / 'b', videos=3, background=1, progress=False)
+    assert explicit['classes'] == default['classes'] == 28
+    assert (tmp_path / 'a' / CLASSES_FILE).read_text().splitlines() == list(CLASSES)
+    assert not (tmp_path / 'b' / CLASSES_FILE).exists()  # the default: the ten files only
+    a, b = read_all(tmp_path / 'a'), read_all(tmp_path / 'b')
+    assert a.keys() == b.keys() and len(a) == 10
+    for name in a:
+        np.testing.assert_array_equal(a[name], b[name])
+
+
+@pytest.mark.parametrize('segments', [2, 5, 20])
+def test_other_segment_counts_keep_the_event_statistics(segments):
+    plan = synthetic.make_plan(600, seed=2, num_segments=segments)
+    lengths = plan.ends - plan.starts
+    assert plan.starts.min() >= 0 and plan.ends.max() <= segments and lengths.min() >= 1
+    assert plan.audible.shape == plan.visible.shape == (600, segments)
+    assert plan.noisy_audible.shape[1] == segments
+    # About the real shares: 66% full-length, 83% event segments.
+    assert abs((lengths == segments).mean() - 0.664) < 0.05
+    assert abs(lengths.mean() / segments - 0.83) < 0.04
+    labels, _ = plan.labels()
+    assert labels.shape == (600, segments, NUM_CLASSES + 1)
+
+
+def test_ten_segments_keep_the_real_length_counts_and_others_rebin_them():
+    assert synthetic.partial_length_counts(10) is synthetic.PARTIAL_LENGTH_COUNTS
+    counts = synthetic.partial_length_counts(20)
+    assert min(counts) >= 3 and max(counts) <= 19  # no very short events, as in AVE
+    assert sum(counts.values()) == pytest.approx(sum(synthetic.PARTIAL_LENGTH_COUNTS.values()))
+    assert list(synthetic.partial_length_counts(2)) == [1]
+
+
+def test_other_class_counts_have_equal_sizes_and_as_many_prototypes():
+    plan = synthetic.make_plan(100, background=30, seed=1, num_classes=7)
+    counts = np.bincount(plan.classes, minlength=7)
+    assert len(counts) == 7 and counts.max() - counts.min() <= 1
+    assert set(plan.noisy_classes.tolist()) <= set(range(7))
+    _, mil_labels = plan.labels()
+    assert mil_labels.shape == (100, 8)
+    prototypes = synthetic.Prototypes.sample(1, 7)
+    assert prototypes.audio.shape == (7, 128) and prototypes.visual.shape == (7, 512)
+
+
+def test_long_videos_are_generated_in_smaller_blocks():
+    # 40 segments: blocks of 32 * 10 / 40 = 8 videos, so a block stays the same size.
+    plan = synthetic.make_plan(20, seed=0, num_segments=40)
+    prototypes = synthetic.Prototypes.sample(0)
+    blocks = synthetic._feature_blocks(synthetic.audio_features, plan.classes, plan.audible,
+                                       prototypes, 1.0, 0, 0, tqdm(disable=True),
+                                       np.dtype(np.float32))
+    assert [block.shape for block in blocks] == [(8, 40, 128), (8, 40, 128), (4, 40, 128)]
+
+
+@pytest.mark.parametrize('args, message', [
+    (['--videos', '5', '--classes', '1'], 'need at least 2 event classes, got 1'),
+    (['--videos', '5', '--segments', '1'], 'need at least 2 segments per video, got 1'),
+    (['--annotations', ANNOTATIONS_FILE, '--classes', '5'], 'annotations have the 28 AVE classes'),
+    (['--annotations', ANNOTATIONS_FILE, '--segments', '6'], 'and 10 segments per video'),
+])
+def test_bad_sizes_are_one_line_errors(tmp_path, monkeypatch, args, message):
+    monkeypatch.chdir(tmp_path)  # where the one-line Annotations.txt is
+    (tmp_path / ANNOTATIONS_FILE).write_text('Bark&a&good&0&10\n')
+    with pytest.raises(SystemExit) as exit_info:
+        synthetic.main(['--out', 'out', *args])
+    text = str(exit_info.value.code)
+    assert text.startswith('dataset.synthetic: error: ') and message in text
+    assert len(text.splitlines()) == 1
+    assert not (tmp_path / 'out').exists()  # refused before anything is written
+
+
+@pytest.mark.parametrize('args, message', [
+    (['--dtype', 'float8'], "invalid choice: 'float8'"),
+    (['--float64', '--dtype', 'float16'], 'not allowed with argument --float64'),
+])
+def test_bad_dtype_flags_are_usage_errors(tmp_path, capsys, args, message):
+    with pytest.raises(SystemExit) as exit_info:
+        synthetic.main(['--out', str(tmp_path / 'out'), *args])
+    assert exit_info.value.code == 2 and message in capsys.readouterr().err
+    assert not (tmp_path / 'out').exists()
+
+
+@pytest.mark.parametrize('kwargs, message', [
+    ({'dtype': 'int8'}, 'dtype must be one of float16, float32, float64'),
+    ({'dtype': 'float16', 'float64': True}, 'float64 contradicts dtype float16'),
+    ({'classes': 0}, 'at least 2 event classes'),
+])
+def test_bad_generate_arguments_are_refused_before_writing(tmp_path, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        synthetic.generate(tmp_path / 'out', videos=5, progress=False, **kwargs)
+    assert not (tmp_path / 'out').exists()
+
+
+def test_float64_flag_and_dtype_float64_are_the_same(tmp_path):
+    assert synthetic.feature_dtype('float64') == synthetic.feature_dtype(float64=True) == np.float64
+    assert synthetic.feature_dtype('float64', float64=True) == np.float64
+    assert synthetic.feature_dtype() == np.float32

@@ -80,13 +80,13 @@ def test_help_names_the_script_the_user_ran_and_ends_with_an_example(script):
 def test_a_checkpoint_written_before_model_args_were_stored_still_loads(trained, micro_ave, tmp_path):
     run, _ = trained
     state = load_checkpoint(best_checkpoint(run))
-    del state['model_args']                    # as the checkpoints of earlier versions were
+    del state['model_args'], state['data']     # as the checkpoints of earlier versions were
     state['config']['compile'] = False         # with a key that no longer exists
     save_checkpoint(state, tmp_path / 'old.pth.tar')
-    proc = run_script('supv_test.sh', '--data_root', micro_ave, '--resume', tmp_path / 'old.pth.tar',
-                      '--no_progress')
+    result = main('supervised', ['--data_root', str(micro_ave), '--resume',
+                                 str(tmp_path / 'old.pth.tar'), '--evaluate', '--no_progress'])
     metrics = json.loads((run / 'metrics.json').read_text())
-    assert printed_test_accuracy(proc.stdout) == pytest.approx(metrics['test_accuracy'], abs=5e-4)
+    assert result['test_accuracy'] == pytest.approx(metrics['test_accuracy'], abs=5e-4)
 
 
 def test_tensorboard_has_losses_accuracies_and_lr(trained):

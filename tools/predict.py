@@ -7,9 +7,10 @@
       [--setting supervised|weak] [--device auto] [--batch_size 16] [--no_progress]
 
 Input is one split of an AVE data folder, or new videos: an audio and a visual HDF5 file in
-the AVE layout (key 'avadataset', shapes (N, 10, 128) and (N, 10, 7, 7, 512), any float
-dtype), optionally with segment labels (N, 10, 29). The setting and the model's config come
-from the checkpoint. Per video the JSON holds each segment's class and confidence and the
+the AVE layout (key 'avadataset', shapes (N, T, 128) and (N, T, 7, 7, 512) with T = 10 in
+AVE, any float dtype), optionally with segment labels (N, T, C + 1). The setting, the
+model's config, the class names and the shapes the features must have come from the
+checkpoint. Per video the JSON holds each segment's class and confidence and the
 events: runs of one class merged into intervals [start_s, end_s) with the mean confidence
 as score (README, "Predict"). Every bad input stops with one line and exit status 2.
 """
@@ -26,7 +27,9 @@ from dataset import layout as L  # noqa: E402
 from dataset.ave import load_ave, load_videos  # noqa: E402
 from dataset.labels import read_annotations  # noqa: E402
 from model.dmin import SETTINGS  # noqa: E402
-from utils.checkpoint import check_setting, load_checkpoint, model_from_checkpoint  # noqa: E402
+from utils.checkpoint import (check_data, check_setting, load_checkpoint,  # noqa: E402
+                              model_from_checkpoint)
+from utils.device import free_memory  # noqa: E402
 from utils.config import Parser, program_name  # noqa: E402
 from utils.device import allocation_errors, resolve_device  # noqa: E402
 from utils.engine import infer  # noqa: E402
@@ -48,13 +51,13 @@ def build_parser():
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument('--data_root', metavar='DIR', help='an AVE data folder (see README)')
     source.add_argument('--audio', metavar='A.h5',
-                        help="new videos' audio features (N, 10, 128), key 'avadataset'")
+                        help="new videos' audio features (N, T, 128), key 'avadataset'")
     parser.add_argument('--split', default='test', choices=tuple(L.ORDER_FILES),
                         help='with --data_root: the split to predict (default: test)')
     parser.add_argument('--visual', metavar='V.h5',
-                        help="with --audio: the visual features (N, 10, 7, 7, 512)")
+                        help="with --audio: the visual features (N, T, 7, 7, 512)")
     parser.add_argument('--labels', metavar='L.h5',
-                        help='with --audio, optional: one-hot segment labels (N, 10, 29), '
+                        help='with --audio, optional: one-hot segment labels (N, T, C + 1), '
                              'for accuracy and ground truth in the output')
     parser.add_argument('--annotations', metavar='PATH',
                         help='optional Annotations.txt whose line i describes video row i: '
@@ -103,7 +106,8 @@ def read_inputs(args, device):
     if args.data_root:
         # The supervised files suffice: prediction needs no video labels or background videos.
         data = load_ave(args.data_root, (args.split,), 'supervised', background=False,
-                        device=device, progress=args.progress)
+                        device=device, progress=args.progress, in_memory='auto',
+                        memory_budget=free_memory(device))
         return data, data.splits[args.split], {'data_root': str(args.data_root),
                                                'split': args.split}
     data = load_videos(existing(args.audio, '--audio'), existing(args.visual, '--visual'),
@@ -115,25 +119,26 @@ def read_inputs(args, device):
 
 # ----------------------------------------------------------------------------- outputs
 
-def video_entry(index, row, preds, confidence, labels=None, annotation=None):
-    """The JSON record of one video: its segments, its events (and ground truth)."""
+def video_entry(index, row, names, preds, confidence, labels=None, annotation=None):
+    """The JSON record of one video: its segments, its events (and ground truth); `names`
+    are the checkpoint's label names."""
     entry = {'index': index, 'row': int(row)}
     if annotation is not None:
         entry['video_id'] = annotation.video_id
         entry['annotated_class'] = annotation.category
     segments = []
     for t, (c, p) in enumerate(zip(preds.tolist(), confidence.tolist())):
-        segment = {'start_s': t, 'end_s': t + 1, 'class': c, 'class_name': L.LABEL_NAMES[c],
+        segment = {'start_s': t, 'end_s': t + 1, 'class': c, 'class_name': names[c],
                    'confidence': round(p, 4)}
         if labels is not None:
             segment['label'] = int(labels[t])
-            segment['label_name'] = L.LABEL_NAMES[int(labels[t])]
+            segment['label_name'] = names[int(labels[t])]
         segments.append(segment)
     entry['segments'] = segments
     entry['events'] = [{**e, 'score': round(e['score'], 4)}
-                       for e in merge_events(preds.tolist(), confidence.tolist())]
+                       for e in merge_events(preds.tolist(), names, confidence.tolist())]
     if labels is not None:
-        entry['true_events'] = merge_events(labels.tolist())
+        entry['true_events'] = merge_events(labels.tolist(), names)
     return entry
 
 
@@ -164,7 +169,7 @@ def events_csv(videos):
     return buffer.getvalue()
 
 
-def write_plots(folder, entries, preds, confidence, labels, rep, count, header):
+def write_plots(folder, entries, names, preds, confidence, labels, rep, count, header):
     """Timelines of the first `count` videos, and the report's figures when labels exist."""
     from utils import plots
     paths = []
@@ -174,7 +179,7 @@ def write_plots(folder, entries, preds, confidence, labels, rep, count, header):
         title = f"video {i}, row {entry['row']}"
         if 'video_id' in entry:
             title += f", YouTube id {entry['video_id']} ({entry['annotated_class']})"
-        fig = plots.timeline_figure(title, preds[i], confidence[i],
+        fig = plots.timeline_figure(title, preds[i], names, confidence[i],
                                     None if labels is None else labels[i])
         paths.append(plots.save(fig, folder / f'timeline_{i:04d}_{name}.png'))
     if rep is not None:
@@ -213,6 +218,7 @@ def main(argv=None):
                   fix='drop --setting or pass a checkpoint of that setting')
     setting = state['setting']
     data, rows, source = read_inputs(args, device)
+    names = (*check_data(state, args.checkpoint, data.describe()), L.BACKGROUND_NAME)
     model = model_from_checkpoint(state, args.checkpoint, data.sizes).to(device)
     annotations = (read_video_annotations(args.annotations, data.file_videos)
                    if args.annotations else None)
@@ -222,7 +228,7 @@ def main(argv=None):
     preds, confidence = preds.cpu(), confidence.cpu()
     labels = None if data.segment is None else data.segment[rows].cpu()
     file_rows = data.source_rows[rows.cpu().numpy()]
-    entries = [video_entry(i, row, preds[i], confidence[i],
+    entries = [video_entry(i, row, names, preds[i], confidence[i],
                            None if labels is None else labels[i],
                            None if annotations is None else annotations[row])
                for i, row in enumerate(file_rows)]
@@ -230,7 +236,7 @@ def main(argv=None):
            'input': source, 'segment_seconds': 1, 'num_videos': len(entries)}
     rep = None
     if labels is not None:
-        rep = report(labels, preds)
+        rep = report(labels, preds, names)
         doc['accuracy'] = rep['accuracy']
         doc['event_detection'] = rep['event_detection']
     doc['videos'] = entries
@@ -245,7 +251,7 @@ def main(argv=None):
     if args.plot:
         folder = Path(args.plot)
         name = args.split if args.data_root else f'videos of {Path(args.audio).name}'
-        paths = write_plots(folder, entries, preds, confidence, labels, rep, args.plot_videos,
+        paths = write_plots(folder, entries, names, preds, confidence, labels, rep, args.plot_videos,
                             f'{name} split' if args.data_root else name)
         if rep is not None:
             write_report(folder, {name: rep}, {'setting': setting, 'epoch': state.get('epoch'),

@@ -3,7 +3,8 @@ runs no code, RNG state, and the one loader of a model.
 
 A checkpoint is a dict saved with torch.save: 'setting', 'epoch', 'model' (the state dict),
 'model_args' (what DMIN was built with: the setting, the data's sizes and the model keys of
-the config), 'config' (the run's whole config) and, in last.pth.tar, what resuming needs:
+the config), 'data' (what it was trained on: class names, segments per video, feature
+shapes), 'config' (the run's whole config) and, in last.pth.tar, what resuming needs:
 'optimizer', 'scheduler', 'rng', 'best' and 'history'; and 'checksum', the SHA-256 of all
 of that. It holds only tensors, dicts, lists, tuples, numbers, strings and None (and the
 scheduler's Counter), so it is loaded with torch.load(weights_only=True): a file that needs
@@ -24,7 +25,7 @@ import torch
 
 from core.atomic import atomic_write
 from core.errors import UserError
-from dataset.layout import AVE_SIZES
+from dataset.layout import AVE_DESCRIPTION, AVE_SIZES
 from model.dmin import DATA_KEYS, MODEL_KEYS, SETTINGS, build_model
 
 LAST = 'last.pth.tar'
@@ -154,13 +155,57 @@ def check_setting(state, setting, path, fix=None):
                         f"{fix or f'use {train_sh} / {test_sh} for it'}")
 
 
+def saved_data(state, path):
+    """What a checkpoint was trained on ({class_names, num_segments, audio_dim, visual_shape}):
+    its 'data' field or, for one written before it was stored, the AVE release's."""
+    data = state.get('data', AVE_DESCRIPTION)
+    ok = (isinstance(data, dict) and isinstance(data.get('class_names'), list)
+          and all(isinstance(n, str) for n in data['class_names'])
+          and isinstance(data.get('num_segments'), int) and isinstance(data.get('audio_dim'), int)
+          and isinstance(data.get('visual_shape'), list)
+          and all(isinstance(n, int) for n in data['visual_shape']))
+    if not ok:
+        raise UserError(f"{path} has a damaged 'data' field (what it was trained on); use a "
+                        'checkpoint written by supv_main.py or weak_main.py')
+    return data
+
+
+DATA_NAMES = {'num_classes': 'event classes', 'num_segments': 'segments per video',
+              'audio_dim': 'audio features of size', 'visual_shape': 'visual maps of shape'}
+
+
+def check_data(state, path, description):
+    """Refuse checkpoint `path` for data of another shape: `description` is the data's
+    (AVEData.describe(); keys it lacks are not checked). Returns the checkpoint's class names,
+    which name its predictions; a warning if the data name their classes otherwise."""
+    saved = saved_data(state, path)
+    saved = {**saved, 'num_classes': len(saved['class_names'])}
+    given = dict(description)
+    if given.get('class_names') is not None:
+        given['num_classes'] = len(given['class_names'])
+    for key, what in DATA_NAMES.items():
+        if given.get(key) is not None and list(np.atleast_1d(given[key])) != list(
+                np.atleast_1d(saved[key])):
+            show = lambda v: tuple(v) if isinstance(v, (list, tuple)) else v
+            raise UserError(f'{path} was trained on data with {what} {show(saved[key])}, but '
+                            f'these data have {show(given[key])}; use a checkpoint trained on '
+                            'data of this shape')
+    names = given.get('class_names')
+    if names is not None and list(names) != saved['class_names']:
+        differ = next(c for c, (a, b) in enumerate(zip(names, saved['class_names'])) if a != b)
+        print(f"warning: these data name class {differ} '{names[differ]}', but {path} was "
+              f"trained with '{saved['class_names'][differ]}' (check classes.txt); results use "
+              "the checkpoint's names", file=sys.stderr)
+    return tuple(saved['class_names'])
+
+
 def model_from_checkpoint(state, path, sizes=None):
     """The one way from a checkpoint to a model: DMIN rebuilt from the checkpoint's
     model_args, with its weights (on the CPU). With `sizes` (the data's {num_classes,
     audio_dim, visual_dim}), a checkpoint trained on data of other sizes is refused."""
     args = saved_model_args(state, path)
     for key in DATA_KEYS if sizes is not None else ():
-        if args[key] != sizes[key]:
+        if sizes.get(key) is not None and args[key] != sizes[key]:
             raise UserError(f'{path} was trained on data with {key} {args[key]}, but these data '
                             f'have {sizes[key]}; use a checkpoint trained on data of this shape')
     try:
@@ -206,18 +251,30 @@ def damaged_state(path):
                         'last.pth.tar or start afresh') from None
 
 
-def rng_state(data_generator):
-    """Every random state of the run, as tensors and plain values (no numpy arrays)."""
+def rng_state(data_generator, ranks=None):
+    """Every random state of the run, as tensors and plain values (no numpy arrays).
+    `ranks`: under torchrun, every rank's dropout_state, rank 0's first."""
     name, keys, *rest = np.random.get_state()
     state = {'python': random.getstate(), 'numpy': (name, torch.from_numpy(keys.astype(np.int64)),
                                                     *rest),
              'torch': torch.get_rng_state(), 'data': data_generator.get_state()}
     if torch.cuda.is_available():
         state['cuda'] = torch.cuda.get_rng_state_all()
+    if ranks is not None and len(ranks) > 1:
+        state['ranks'] = ranks
     return state
 
 
-def restore_rng_state(state, data_generator):
+def dropout_state(device):
+    """The state of the generator the model's dropout draws from on `device`."""
+    return torch.cuda.get_rng_state(device) if device.type == 'cuda' else torch.get_rng_state()
+
+
+def restore_rng_state(state, data_generator, device, rank=0, world=1, seed=0):
+    """Restore `state` in rank `rank` of `world` (1 without torchrun). Every rank takes the
+    same order of videos. Under torchrun, rank r's dropout continues its saved stream when
+    the checkpoint was written by as many ranks; otherwise rank 0 continues the saved
+    stream and the other ranks start fresh ones (seed_rank)."""
     random.setstate(state['python'])
     name, keys, *rest = state['numpy']
     np.random.set_state((name, np.asarray(keys, dtype=np.uint32), *rest))
@@ -225,6 +282,22 @@ def restore_rng_state(state, data_generator):
     data_generator.set_state(state['data'])
     if 'cuda' in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state['cuda'])
+    if world > 1:
+        ranks = state.get('ranks', [])
+        if len(ranks) == world:
+            if device.type == 'cuda':
+                torch.cuda.set_rng_state(ranks[rank], device)
+            else:
+                torch.set_rng_state(ranks[rank])
+        else:
+            seed_rank(seed, rank)
+
+
+def seed_rank(seed, rank):
+    """Rank r > 0's own dropout stream under torchrun; rank 0 keeps the seed's stream, which
+    is the single-process run's."""
+    if rank > 0:
+        torch.manual_seed(seed + 1_000_003 * rank)
 
 
 def seed_everything(seed):

@@ -17,11 +17,11 @@ from core.errors import UserError
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / 'configs'
 CHOICES = {'select_on': ('val', 'test'), 'feature_dtype': ('float32', 'float16'),
-           'amp': ('none', 'bf16')}
+           'amp': ('none', 'bf16'), 'data_in_memory': ('auto', 'true', 'false')}
 # Keys that may differ from a checkpoint's config when resuming it: where the data and the
 # run live, the hardware, and how long to train. Everything else continues as it was.
 RESUME_OVERRIDABLE = ('data_root', 'snapshot_pref', 'device', 'num_threads', 'reuse_memory',
-                      'n_epoch', 'progress')
+                      'n_epoch', 'progress', 'data_in_memory', 'num_workers', 'prefetch')
 # Flags that may differ from a checkpoint's config when only evaluating it.
 EVAL_OVERRIDABLE = RESUME_OVERRIDABLE + ('eval_batch_size', 'feature_dtype', 'amp')
 # Names users bring from other repositories, and the flag that does that here.
@@ -78,6 +78,8 @@ def coerce(key, value, default, source):
     """`value` as the type of `default`, or a UserError naming the key and its source."""
     kind = type(default)
     bad = UserError(f'{source}: {key} must be {_describe(default)}, got {value!r}')
+    if isinstance(value, bool) and str(value).lower() in CHOICES.get(key, ()):
+        return str(value).lower()          # YAML reads `data_in_memory: false` as a bool
     if isinstance(default, bool):
         if not isinstance(value, bool):
             raise bad
@@ -220,9 +222,9 @@ def validate(cfg):
                 need(abs(v) < 2 ** 31, key, 'must be below 2**31')
     need(cfg['seed'] >= 0, 'seed', 'must be >= 0 (numpy takes seeds from 0 to 2**32 - 1)')
     need(cfg['num_threads'] <= 4096, 'num_threads', 'must be at most 4096 (0: torch\'s default)')
-    for key in ('n_epoch', 'num_threads', 'tb_images_every'):
+    for key in ('n_epoch', 'num_threads', 'tb_images_every', 'num_workers'):
         need(cfg[key] >= 0, key, 'must be >= 0')
-    for key in ('batch_size', 'eval_batch_size', 'd_model', 'n_heads', 'ff_dim',
+    for key in ('batch_size', 'eval_batch_size', 'prefetch', 'd_model', 'n_heads', 'ff_dim',
                 'encoder_layers', 'agta_hidden', 'mfb_factor', 'fusion_heads'):
         need(cfg[key] > 0, key, 'must be > 0')
     need(cfg['lr'] > 0, 'lr', 'must be > 0')

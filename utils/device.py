@@ -59,3 +59,18 @@ def allocation_errors(settings):
             raise
         raise UserError(f'out of memory ({str(e).splitlines()[0][:160]}); lower '
                         f'{settings}') from None
+
+
+def free_memory(device):
+    """Bytes free for the features on `device`: the GPU's free memory, or the machine's
+    available memory (MemAvailable of /proc/meminfo) on the CPU; None where unknown."""
+    if device.type == 'cuda':
+        return torch.cuda.mem_get_info(device)[0]
+    try:
+        with open('/proc/meminfo') as f:
+            for line in f:
+                if line.startswith('MemAvailable:'):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None

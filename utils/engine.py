@@ -1,8 +1,10 @@
 """One training epoch and one inference pass, shared by both settings and by predict.
 
-Batches are rows of tensors already on the device; nothing here synchronises with the
-device per step: losses, correct counts and the first non-finite step are accumulated as
-device tensors and read once per epoch.
+Batches come from `data.batches`: rows of tensors already on the device, or streamed from
+the files. Nothing here synchronises with the device per step: losses, correct counts and
+the first non-finite step are accumulated as device tensors and read once per epoch.
+Under torchrun each rank trains on its part of every global batch (utils/distributed.py)
+and the epoch's sums are added over the ranks.
 """
 import contextlib
 
@@ -10,7 +12,8 @@ import torch
 from tqdm import tqdm
 
 from core.errors import UserError
-from model.criterion import total_loss
+from model.criterion import batch_counts, total_loss
+from utils import distributed as dist
 
 
 class NonFiniteLoss(UserError):
@@ -26,10 +29,12 @@ def autocast(device, amp):
 def train_one_epoch(model, criterion, data, optimizer, epoch, cfg, generator, progress=True):
     """Train on every training video once, in an order drawn from `generator`.
 
-    Returns {'loss': mean total, term: mean per term, 'accuracy': segment accuracy (%)}.
+    `model` may be wrapped in DistributedDataParallel (under torchrun). Returns {'loss':
+    mean total, term: mean per term, 'accuracy': segment accuracy (%)} over all ranks.
     Raises NonFiniteLoss naming the first step whose loss was NaN or Inf.
     """
     model.train()
+    net = getattr(model, 'module', model)        # the DMIN inside a DDP wrapper
     rows = data.splits['train']
     rows = rows[torch.randperm(len(rows), generator=generator).to(rows.device)]
     device = rows.device
@@ -37,28 +42,41 @@ def train_one_epoch(model, criterion, data, optimizer, epoch, cfg, generator, pr
     sums = torch.zeros(len(names) + 1, device=device)             # terms..., total
     correct = torch.zeros((), dtype=torch.int64, device=device)
     first_bad = torch.full((), -1, dtype=torch.int64, device=device)
-    batch = cfg['batch_size']
-    steps = range(0, len(rows), batch)
-    for step, start in enumerate(tqdm(steps, desc=f'epoch {epoch} train', unit='step',
-                                      disable=not progress, leave=False)):
-        batch_rows = rows[start:start + batch]
-        audio, visual = data.inputs(batch_rows)
+    global_batches = rows.split(cfg['batch_size'])
+    # This rank's part of each global batch. A part can only be empty in a last batch with
+    # fewer videos than ranks; that rank then runs one video whose loss counts zero times,
+    # so that every rank still takes part in the gradient averaging.
+    parts = [dist.part(b) for b in global_batches]
+    weights = [1.0 if len(p) else 0.0 for p in parts]
+    parts = [p if len(p) else b[:1] for p, b in zip(parts, global_batches)]
+    batches = tqdm(data.batches(parts), total=len(parts), desc=f'epoch {epoch} train',
+                   unit='step', disable=not progress, leave=False)
+    for step, (batch_rows, audio, visual) in enumerate(batches):
         targets = data.targets(batch_rows)
+        # Terms are divided by the counts of the global batch: the ranks' losses add up to
+        # the loss one process computes on the whole batch.
+        counts = batch_counts(data.targets(global_batches[step])) if dist.world() > 1 else None
         with autocast(device, cfg['amp']):
             outputs = model(audio, visual)
         outputs = {k: v.float() for k, v in outputs.items()}
-        terms = criterion(outputs, targets)
+        terms = criterion(outputs, targets, counts)
         loss = total_loss(terms, criterion.weight_dict)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        # DDP averages the ranks' gradients; the world size turns that average into the sum.
+        (loss * (weights[step] * dist.world()) if dist.world() > 1 else loss).backward()
         if cfg['clip_gradient'] > 0:
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg['clip_gradient'])
         optimizer.step()
         with torch.no_grad():
-            sums += torch.stack([terms[k] for k in names] + [loss]) * len(batch_rows)
-            correct += (model.predict(outputs) == targets['segment']).sum()
+            n = len(global_batches[step]) * weights[step]
+            sums += torch.stack([terms[k] for k in names] + [loss]) * n
+            if weights[step]:
+                correct += (net.predict(outputs) == targets['segment']).sum()
             bad = ~torch.isfinite(loss) & (first_bad < 0)
             first_bad = torch.where(bad, torch.full_like(first_bad, step + 1), first_bad)
+    dist.all_sum(sums)
+    dist.all_sum(correct)
+    dist.all_max(first_bad)
     # One read of the device per epoch: the first non-finite loss, and whether the weights
     # are still finite (a finite loss can still leave Inf or NaN weights behind, e.g. with
     # an enormous learning rate), so that a broken epoch is never evaluated or saved.
@@ -85,21 +103,26 @@ def infer(model, data, rows, batch_size, amp='none', progress=True, desc='eval')
     model.eval()
     preds, confidence = [], []
     with tqdm(total=len(rows), desc=desc, unit='video', disable=not progress, leave=False) as bar:
-        for start in range(0, len(rows), batch_size):
-            audio, visual = data.inputs(rows[start:start + batch_size])
-            with autocast(rows.device, amp):
+        for _, audio, visual in data.batches(rows.split(batch_size)):
+            with autocast(data.device, amp):
                 outputs = model(audio, visual)
             outputs = {k: v.float() for k, v in outputs.items()}
             preds.append(model.predict(outputs))
             confidence.append(model.confidence(outputs))
             bar.update(len(audio))
+    if not preds:   # this rank's part of a split smaller than the number of ranks
+        T = data.shapes['num_segments']
+        return (torch.empty((0, T), dtype=torch.int64, device=data.device),
+                torch.empty((0, T), device=data.device))
     return torch.cat(preds), torch.cat(confidence)
 
 
 def evaluate(model, data, split, cfg, progress=True):
-    """Segment accuracy (%) over `split` and the (N, T) predicted classes, in split order."""
+    """Segment accuracy (%) over `split` and the (N, T) predicted classes, in split order.
+    Under torchrun each rank infers its part and every rank gets all predictions."""
     rows = data.splits[split]
-    preds, _ = infer(model, data, rows, cfg['eval_batch_size'], cfg['amp'], progress,
-                     f'eval {split}')
+    preds, _ = infer(model, data, dist.part(rows), cfg['eval_batch_size'], cfg['amp'],
+                     progress, f'eval {split}')
+    preds = dist.gather_parts(preds, len(rows))
     correct = int((preds == data.segment[rows]).sum())
     return 100.0 * correct / preds.numel(), preds

@@ -8,14 +8,15 @@ from core.errors import LOGGER
 REPO = Path(__file__).resolve().parents[1]
 
 
-def setup_logging(log_file=None):
+def setup_logging(log_file=None, quiet=False):
     """The project's logger: messages to stdout and, for a training run, to `log_file`.
 
     Records logged with extra={'console': False} (the final error line, which goes to
-    stderr by itself) reach only the file.
+    stderr by itself) reach only the file. `quiet` (torchrun's ranks other than 0) keeps
+    only warnings and errors, so that each line is printed once.
     """
     logger = logging.getLogger(LOGGER)
-    logger.setLevel(logging.INFO)
+    logger.setLevel(logging.WARNING if quiet else logging.INFO)
     close_logging()
     logger.propagate = False
     console = logging.StreamHandler(sys.stdout)
@@ -82,7 +83,7 @@ def log_report_images(writer, reports, epoch):
                                       title=f'Per-class accuracy, {split}, epoch {epoch}')
         writer.add_image(f'per_class_accuracy/{split}', plots.to_image(bars), epoch,
                          dataformats='HWC')
-        matrix = plots.confusion_figure(rep['confusion'],
+        matrix = plots.confusion_figure(rep['confusion'], rep['labels'],
                                         title=f'Confusion matrix, {split}, epoch {epoch}')
         writer.add_image(f'confusion_matrix/{split}', plots.to_image(matrix), epoch,
                          dataformats='HWC')

@@ -1,14 +1,11 @@
 """Where a model is right and wrong: segment metrics from (N, T) labels and predictions.
 
-Every function takes int64 class indices (0..27 events, 28 = background) of the same
-shape and returns plain Python numbers, so a report can go straight to JSON. Accuracies,
-precision, recall and F1 are percentages, like the accuracy the training loop logs.
+Every function takes int64 class indices (0..C-1 events, C = background; C = 28 in AVE)
+of the same shape and returns plain Python numbers, so a report can go straight to JSON.
+`names` are the C + 1 label names, background last. Accuracies, precision, recall and F1
+are percentages, like the accuracy the training loop logs.
 """
 import torch
-
-from dataset.layout import BACKGROUND, LABEL_NAMES
-
-NUM_LABELS = len(LABEL_NAMES)    # 29: the event classes and background
 
 
 def _percent(part, whole):
@@ -16,11 +13,11 @@ def _percent(part, whole):
     return 100.0 * part / whole if whole else None
 
 
-def confusion_matrix(labels, preds):
-    """(29, 29) int64 counts: [true class, predicted class], summing to labels.numel()."""
+def confusion_matrix(labels, preds, num_labels):
+    """(C + 1, C + 1) int64 counts: [true class, predicted class], summing to labels.numel()."""
     labels, preds = labels.flatten().cpu(), preds.flatten().cpu()
-    return torch.bincount(labels * NUM_LABELS + preds,
-                          minlength=NUM_LABELS ** 2).reshape(NUM_LABELS, NUM_LABELS)
+    return torch.bincount(labels * num_labels + preds,
+                          minlength=num_labels ** 2).reshape(num_labels, num_labels)
 
 
 def accuracy(labels, preds):
@@ -28,19 +25,19 @@ def accuracy(labels, preds):
     return _percent(int((labels == preds).sum()), labels.numel())
 
 
-def per_class_accuracy(confusion):
-    """[{class, name, support, correct, accuracy}] for the 29 labels; accuracy (%) is the
+def per_class_accuracy(confusion, names):
+    """[{class, name, support, correct, accuracy}] for the C + 1 labels; accuracy (%) is the
     share of a class's segments predicted as that class (its recall); None without support."""
     support = confusion.sum(1).tolist()
     correct = confusion.diagonal().tolist()
-    return [{'class': c, 'name': LABEL_NAMES[c], 'support': support[c], 'correct': correct[c],
-             'accuracy': _percent(correct[c], support[c])} for c in range(NUM_LABELS)]
+    return [{'class': c, 'name': names[c], 'support': support[c], 'correct': correct[c],
+             'accuracy': _percent(correct[c], support[c])} for c in range(len(names))]
 
 
-def event_detection(labels, preds):
+def event_detection(labels, preds, background):
     """Event-vs-background scores, whatever the class: a segment is an event where its
-    class is not background. {precision, recall, f1 (%, None where undefined), counts}."""
-    true_event, pred_event = labels != BACKGROUND, preds != BACKGROUND
+    class is not `background` (C). {precision, recall, f1 (%, None where undefined), counts}."""
+    true_event, pred_event = labels != background, preds != background
     tp = int((true_event & pred_event).sum())
     fp = int((~true_event & pred_event).sum())
     fn = int((true_event & ~pred_event).sum())
@@ -51,34 +48,36 @@ def event_detection(labels, preds):
             'true_negatives': int((~true_event & ~pred_event).sum())}
 
 
-def report(labels, preds):
+def report(labels, preds, names):
     """Everything above for (N, T) `labels` and `preds`, as a JSON-ready dict."""
     if labels.shape != preds.shape:
         raise ValueError(f'labels {tuple(labels.shape)} and preds {tuple(preds.shape)} differ')
-    confusion = confusion_matrix(labels, preds)
+    confusion = confusion_matrix(labels, preds, len(names))
     return {'videos': labels.shape[0], 'segments': labels.numel(),
             'accuracy': accuracy(labels, preds),
-            'event_detection': event_detection(labels, preds),
-            'per_class': per_class_accuracy(confusion),
-            'labels': list(LABEL_NAMES),
+            'event_detection': event_detection(labels, preds, len(names) - 1),
+            'per_class': per_class_accuracy(confusion, names),
+            'labels': list(names),
             'confusion': confusion.tolist()}
 
 
-def merge_events(classes, scores=None):
+def merge_events(classes, names, scores=None):
     """The events of one video: runs of equal consecutive non-background segment classes.
 
-    classes: T class indices (segment t covers seconds [t, t+1)); scores: T confidences
-    or None. Returns [{class, class_name, start_s, end_s (exclusive), score}] in time
-    order; score is the mean confidence of the run's segments (omitted without scores).
+    classes: T class indices (segment t covers seconds [t, t+1)); names: the C + 1 label
+    names (background last); scores: T confidences or None. Returns [{class, class_name,
+    start_s, end_s (exclusive), score}] in time order; score is the mean confidence of the
+    run's segments (omitted without scores).
     """
+    background = len(names) - 1
     classes = [int(c) for c in classes]
     events, start = [], 0
     for t in range(1, len(classes) + 1):
         if t < len(classes) and classes[t] == classes[start]:
             continue
         c = classes[start]
-        if c != BACKGROUND:
-            event = {'class': c, 'class_name': LABEL_NAMES[c], 'start_s': start, 'end_s': t}
+        if c != background:
+            event = {'class': c, 'class_name': names[c], 'start_s': start, 'end_s': t}
             if scores is not None:
                 event['score'] = sum(float(s) for s in scores[start:t]) / (t - start)
             events.append(event)

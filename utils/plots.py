@@ -11,7 +11,6 @@ from pathlib import Path
 
 import numpy as np
 
-from dataset.layout import LABEL_NAMES
 from utils.metrics import merge_events
 
 DPI = 100
@@ -27,13 +26,14 @@ def _figure(kind):
     return Figure(figsize=(width / DPI, height / DPI), dpi=DPI, layout='constrained')
 
 
-def class_colors():
-    """29 RGBA colours: 28 distinct event colours (tab20 + tab20b) and grey for background."""
+def class_colors(num_labels):
+    """`num_labels` RGBA colours, background (the last) grey: 28 distinct event colours
+    (tab20 + tab20b), repeated for data sets with more classes."""
     from matplotlib import colormaps
     from matplotlib.colors import to_rgba
     colors = [colormaps['tab20'](i) for i in range(20)]
     colors += [colormaps['tab20b'](i) for i in (0, 2, 4, 6, 8, 10, 12, 14)]
-    return colors + [to_rgba(BACKGROUND_COLOR)]
+    return [colors[c % len(colors)] for c in range(num_labels - 1)] + [to_rgba(BACKGROUND_COLOR)]
 
 
 def _text_color(rgba):
@@ -41,14 +41,14 @@ def _text_color(rgba):
     return 'black' if 0.299 * r + 0.587 * g + 0.114 * b > 0.5 else 'white'
 
 
-def _draw_row(ax, y, classes, colors, scores=None, wrong=None):
+def _draw_row(ax, y, classes, names, colors, scores=None, wrong=None):
     """One timeline row at height y: grey background, a labelled bar per event, and
     optionally each segment's confidence and a red frame on wrong segments."""
     from matplotlib.patches import Rectangle
     height = 0.8
     ax.add_patch(Rectangle((0, y - height / 2), len(classes), height,
                            facecolor=BACKGROUND_COLOR, edgecolor='none'))
-    for event in merge_events(classes):
+    for event in merge_events(classes, names):
         start, end, c = event['start_s'], event['end_s'], event['class']
         ax.add_patch(Rectangle((start, y - height / 2), end - start, height, facecolor=colors[c],
                                edgecolor='white', linewidth=1.5))
@@ -66,15 +66,16 @@ def _draw_row(ax, y, classes, colors, scores=None, wrong=None):
                                    facecolor='none', edgecolor=WRONG_COLOR, linewidth=2.2))
 
 
-def timeline_figure(title, preds, scores=None, labels=None):
+def timeline_figure(title, preds, names, scores=None, labels=None):
     """Ground truth (when `labels` is given) above the prediction over the T segments.
 
-    preds, labels: T class indices; scores: T confidences of the predictions.
+    preds, labels: T class indices; names: the C + 1 label names (background last);
+    scores: T confidences of the predictions.
     """
     from matplotlib.patches import Patch
     preds = [int(p) for p in preds]
     labels = None if labels is None else [int(c) for c in labels]
-    colors = class_colors()
+    colors = class_colors(len(names))
     fig = _figure('timeline')
     ax = fig.add_subplot()
     rows = [('prediction', preds)] if labels is None else [('ground truth', labels),
@@ -83,7 +84,8 @@ def timeline_figure(title, preds, scores=None, labels=None):
     for i, (name, classes) in enumerate(rows):
         y = len(rows) - 1 - i
         is_pred = name == 'prediction'
-        _draw_row(ax, y, classes, colors, scores if is_pred else None, wrong if is_pred else None)
+        _draw_row(ax, y, classes, names, colors, scores if is_pred else None,
+                  wrong if is_pred else None)
     T = len(preds)
     ax.set_xlim(0, T)
     ax.set_ylim(-0.5, len(rows) - 0.5)
@@ -99,7 +101,7 @@ def timeline_figure(title, preds, scores=None, labels=None):
         title = f'{title}: {correct}/{T} segments correct'
     ax.set_title(title, fontsize=11)
     shown = sorted(set(preds) | set(labels or []))
-    handles = [Patch(facecolor=colors[c], label=LABEL_NAMES[c]) for c in shown]
+    handles = [Patch(facecolor=colors[c], label=names[c]) for c in shown]
     if wrong is not None and any(wrong):
         handles.append(Patch(facecolor='none', edgecolor=WRONG_COLOR, linewidth=2,
                              label='wrong segment'))
@@ -107,9 +109,10 @@ def timeline_figure(title, preds, scores=None, labels=None):
     return fig
 
 
-def confusion_figure(confusion, title='Confusion matrix'):
-    """The 29 x 29 confusion matrix ([true, predicted] counts), coloured by the share of
-    each true class's segments so that small classes show as clearly as large ones."""
+def confusion_figure(confusion, names, title='Confusion matrix'):
+    """The (C + 1) x (C + 1) confusion matrix ([true, predicted] counts), coloured by the
+    share of each true class's segments so that small classes show as clearly as large
+    ones; counts are written in the cells up to 40 labels."""
     counts = np.asarray(confusion)
     support = counts.sum(1, keepdims=True)
     share = counts / np.maximum(support, 1)
@@ -117,17 +120,18 @@ def confusion_figure(confusion, title='Confusion matrix'):
     ax = fig.add_subplot()
     image = ax.imshow(share, cmap='Blues', vmin=0, vmax=1)
     n = len(counts)
-    for i in range(n):
+    for i in range(n if n <= 40 else 0):
         for j in range(n):
             if counts[i, j]:
                 ax.text(j, i, str(counts[i, j]), ha='center', va='center', fontsize=6.5,
                         color='white' if share[i, j] > 0.5 else 'black')
-    names = [f'{c} {LABEL_NAMES[c]}' for c in range(n)]
+    names = [f'{c} {names[c]}' for c in range(n)]
+    fontsize = max(3.0, min(8.0, 8 * 29 / n))
     ax.set_xticks(range(n))
-    ax.set_xticklabels(names, rotation=60, ha='right', rotation_mode='anchor', fontsize=8)
+    ax.set_xticklabels(names, rotation=60, ha='right', rotation_mode='anchor', fontsize=fontsize)
     ax.set_yticks(range(n))
     ax.set_yticklabels([f'{name} ({int(s)})' for name, s in zip(names, support[:, 0])],
-                       fontsize=8)
+                       fontsize=fontsize)
     ax.set_xlabel('predicted class')
     ax.set_ylabel('true class (segments)')
     ax.set_title(title, fontsize=12)
@@ -138,7 +142,7 @@ def confusion_figure(confusion, title='Confusion matrix'):
 def per_class_figure(per_class, overall=None, title='Per-class accuracy'):
     """Horizontal bars of each class's accuracy (the `per_class` list of metrics.report),
     annotated with correct/support; a dashed line at the `overall` accuracy."""
-    colors = class_colors()
+    colors = class_colors(len(per_class))
     fig = _figure('per_class')
     ax = fig.add_subplot()
     y = np.arange(len(per_class))
@@ -149,7 +153,8 @@ def per_class_figure(per_class, overall=None, title='Per-class accuracy'):
                 f"{row['accuracy']:.1f}%  ({row['correct']}/{row['support']})")
         ax.text(min(value, 100) + 1, row['class'], text, va='center', fontsize=7.5)
     ax.set_yticks(y)
-    ax.set_yticklabels([f"{row['class']} {row['name']}" for row in per_class], fontsize=8)
+    ax.set_yticklabels([f"{row['class']} {row['name']}" for row in per_class],
+                       fontsize=max(3.0, min(8.0, 8 * 29 / len(per_class))))
     ax.invert_yaxis()
     ax.set_xlim(0, 125)
     ax.set_xticks(range(0, 101, 20))
@@ -167,7 +172,7 @@ def save_report_figures(folder, rep, name):
     """confusion_matrix.png and per_class_accuracy.png of a metrics.report in `folder`;
     `name` (e.g. 'test split') goes into the titles. Returns the two paths."""
     folder = Path(folder)
-    return (save(confusion_figure(rep['confusion'], f'Confusion matrix, {name}'),
+    return (save(confusion_figure(rep['confusion'], rep['labels'], f'Confusion matrix, {name}'),
                  folder / 'confusion_matrix.png'),
             save(per_class_figure(rep['per_class'], rep['accuracy'], f'Per-class accuracy, {name}'),
                  folder / 'per_class_accuracy.png'))

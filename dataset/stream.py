@@ -1,0 +1,106 @@
+"""Features streamed from the HDF5 files, for data sets bigger than memory.
+
+`FeatureReader` is a torch Dataset whose item is a whole batch: given the data rows of a
+batch, it returns their audio and visual features, read from the files as runs of
+consecutive rows (one HDF5 read per run) and converted to the storage dtype. `stream`
+wraps it in a DataLoader whose worker processes read the next batches while the model
+trains on the current one (prefetch), into pinned memory when the device is a GPU. The
+batches and their order are the caller's, so streaming trains on exactly the batches the
+in-memory path would.
+"""
+import os
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from dataset.h5io import DataError, open_h5, read_key, read_rows
+from dataset import layout as L
+
+
+def stored(block, dtype, path, rows, skip):
+    """Float32 numpy `block` (rows `rows` of file `path`) as a torch tensor of `dtype`; a
+    DataError naming the first video with NaN/Inf values, or values `dtype` cannot hold
+    (`skip` says how to leave that video out)."""
+    block = torch.from_numpy(block)
+    finite = torch.isfinite(block).flatten(1).all(1)
+    if not finite.all():
+        row = int(rows[int((~finite).nonzero()[0])])
+        raise DataError(f"{path} has NaN or Inf values in video {row}; re-extract that video's "
+                        f'features or {skip}')
+    converted = block.to(dtype)
+    finite = torch.isfinite(converted).flatten(1).all(1)
+    if not finite.all():   # float64 beyond float32, or float32 beyond float16
+        row = int(rows[int((~finite).nonzero()[0])])
+        raise DataError(f'{path} has values too large for {dtype} in video {row} (float16 '
+                        'holds up to 65504); use --feature_dtype float32, or rescale the features')
+    return converted
+
+
+class FeatureReader(Dataset):
+    """reader[rows] -> {'audio': (B, T, A), 'visual': (B, T, H, W, V)} tensors of `dtype`.
+
+    `paths`: {'audio', 'visual'} files of the event videos and, where background videos are
+    used, {'noisy_audio', 'noisy_visual'}; `source_rows[r]` is data row r's row in those
+    files (-1-m for background video m). Each process opens the files itself on first use,
+    so a worker never shares an HDF5 handle with its parent. A bad value is returned as
+    {'error': message} (and raised by `stream` as one DataError line), not as a worker's
+    traceback.
+    """
+
+    def __init__(self, paths, source_rows, dtype):
+        self.paths = dict(paths)
+        self.source_rows = np.asarray(source_rows)
+        self.dtype = dtype
+        self.files, self.pid = None, None
+
+    def datasets(self):
+        if self.pid != os.getpid():
+            self.files = {k: read_key(open_h5(p), L.FEATURE_KEY) for k, p in self.paths.items()}
+            self.pid = os.getpid()
+        return self.files
+
+    def __getitem__(self, rows):
+        try:
+            return self.read(rows)
+        except DataError as e:
+            return {'error': str(e)}
+
+    def read(self, rows):
+        source = self.source_rows[np.asarray(rows)]
+        files, out = self.datasets(), {}
+        for kind in ('audio', 'visual'):
+            parts = []   # (positions in the batch, features) of event and of background rows
+            for key, picked, file_rows in ((kind, source >= 0, source),
+                                           (f'noisy_{kind}', source < 0, -1 - source)):
+                if picked.any():
+                    where = np.flatnonzero(picked)
+                    order = np.argsort(file_rows[where], kind='stable')
+                    sorted_rows = file_rows[where][order]
+                    ds = files[key]
+                    block = stored(read_rows(ds, sorted_rows), self.dtype, ds.file.filename,
+                                   sorted_rows, 'leave it out of the order files')
+                    parts.append((torch.from_numpy(where[order]), block))
+            first = parts[0][1]
+            batch = torch.empty((len(source), *first.shape[1:]), dtype=self.dtype)
+            for where, block in parts:
+                batch[where] = block
+            out[kind] = batch
+        return out
+
+
+def stream(reader, batches, device, workers, prefetch):
+    """Yield (rows, audio, visual) for each of `batches` (int64 row tensors), the features as
+    float32 on `device`, read by `workers` processes (0: in this one), each `prefetch`
+    batches ahead."""
+    loader = DataLoader(reader, batch_size=None, sampler=[b.cpu() for b in batches],
+                        num_workers=workers, prefetch_factor=prefetch if workers else None,
+                        pin_memory=device.type == 'cuda',
+                        # Its own generator: the workers' seeds must not draw from torch's
+                        # global RNG, which the model's dropout uses.
+                        generator=torch.Generator())
+    for rows, item in zip(batches, loader):
+        if 'error' in item:
+            raise DataError(item['error'])
+        yield (rows, item['audio'].to(device, non_blocking=True).float(),
+               item['visual'].to(device, non_blocking=True).float())

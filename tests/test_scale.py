@@ -1,0 +1,229 @@
+"""Beyond the AVE release: data that describe their own sizes, features streamed from the
+files (bigger than memory), and training on several processes with torchrun (gloo)."""
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+from dataset.ave import feature_bytes, load_ave
+from dataset.layout import AVE_DESCRIPTION, CLASSES_FILE, FEATURE_KEY, VISUAL_FILE
+from dataset.synthetic import generate
+from helpers import REPO, TINY_FLAGS, user_error
+from main import main
+from utils.checkpoint import load_checkpoint, save_checkpoint
+
+# Every dropout off: one process and two must then compute the same numbers.
+NO_DROPOUT = [f for k in ('encoder', 'visual', 'mfb', 'dima', 'fusion')
+              for f in (f'--{k}_dropout', '0')]
+QUIET = ['--no_progress', '--num_threads', '1']
+
+
+@pytest.fixture(scope='module')
+def other_sizes(tmp_path_factory):
+    """A set of 5 classes and 6 segments per video, with classes.txt (14 videos)."""
+    out = tmp_path_factory.mktemp('other_sizes')
+    generate(out, videos=14, background=2, seed=3, classes=5, segments=6, progress=False)
+    return out
+
+
+def train(setting, data_root, run, *flags):
+    return main(setting, ['--data_root', str(data_root), '--snapshot_pref', str(run),
+                          *TINY_FLAGS, *QUIET, *map(str, flags)])
+
+
+def weights(path):
+    return load_checkpoint(path)['model']
+
+
+# ----------------------------------------------------------------------------- self-describing
+
+def test_the_data_give_classes_segments_shapes_and_names(other_sizes):
+    data = load_ave(other_sizes, progress=False)
+    names = tuple((other_sizes / CLASSES_FILE).read_text().splitlines())
+    assert data.num_classes == 5 and data.class_names == names and len(names) == 5
+    assert data.shapes == {'num_segments': 6, 'audio_dim': 128, 'visual_shape': (7, 7, 512)}
+    assert data.segment.shape[1] == 6 and int(data.segment.max()) <= 5
+
+
+def test_other_sizes_train_evaluate_and_predict_with_their_class_names(other_sizes, tmp_path,
+                                                                          capsys):
+    summary = train('supervised', other_sizes, tmp_path / 'run', '--n_epoch', 1)
+    last = load_checkpoint(tmp_path / 'run' / 'last.pth.tar')
+    names = (other_sizes / CLASSES_FILE).read_text().splitlines()
+    assert last['data'] == {'class_names': names, 'num_segments': 6, 'audio_dim': 128,
+                            'visual_shape': [7, 7, 512]}
+    report = json.loads((tmp_path / 'run' / 'report.json').read_text())
+    assert report['splits']['test']['labels'] == names + ['background']
+    result = main('supervised', ['--data_root', str(other_sizes), '--evaluate', '--resume',
+                                 str(tmp_path / 'run' / 'last.pth.tar'), *QUIET])
+    assert result['test_accuracy'] == pytest.approx(summary['test_accuracy'])
+
+    from tools.predict import main as predict
+    doc = predict(['--checkpoint', str(tmp_path / 'run' / 'last.pth.tar'), '--data_root',
+                   str(other_sizes), '--out', str(tmp_path / 'p.json'), '--no_progress'])
+    video = doc['videos'][0]
+    assert len(video['segments']) == 6
+    assert {s['class_name'] for s in video['segments']} <= set(names) | {'background'}
+
+
+def test_a_checkpoint_on_data_of_another_shape_is_one_line_naming_the_shape(
+        other_sizes, micro_ave, tmp_path, capsys):
+    train('supervised', other_sizes, tmp_path / 'run', '--n_epoch', 1)
+    last = tmp_path / 'run' / 'last.pth.tar'
+    line = user_error(capsys, 'supervised', ['--data_root', micro_ave, '--evaluate', '--resume',
+                                             last, *QUIET])
+    assert 'event classes 5' in line and 'these data have 28' in line
+    line = user_error(capsys, 'supervised', ['--data_root', micro_ave, '--resume', last,
+                                             '--n_epoch', 2, '--snapshot_pref', tmp_path / 'again',
+                                             *QUIET])
+    assert 'event classes 5' in line
+    # The same number of classes with another segment count: the segments are named.
+    six = tmp_path / 'six'
+    generate(six, videos=14, background=2, seed=3, classes=5, segments=8, progress=False)
+    line = user_error(capsys, 'supervised', ['--data_root', six, '--evaluate', '--resume', last,
+                                             *QUIET])
+    assert 'segments per video 6' in line and 'these data have 8' in line
+
+
+def test_without_classes_txt_names_are_class_i_and_a_wrong_one_is_refused(
+        other_sizes, tmp_path, capsys):
+    data = tmp_path / 'data'
+    data.mkdir()
+    for f in other_sizes.iterdir():
+        if f.name != CLASSES_FILE:
+            (data / f.name).symlink_to(f)
+    assert load_ave(data, progress=False).class_names == tuple(f'class_{c}' for c in range(5))
+    (data / CLASSES_FILE).write_text('a\nb\nc\n')
+    line = user_error(capsys, 'supervised', ['--data_root', data, '--snapshot_pref',
+                                             tmp_path / 'run', *QUIET])
+    assert CLASSES_FILE in line and 'names 3 classes' in line and '5 event classes' in line
+    (data / CLASSES_FILE).write_text('a\nb\nb\nd\ne\n')
+    assert 'a name twice' in user_error(capsys, 'supervised', [
+        '--data_root', data, '--snapshot_pref', tmp_path / 'run', *QUIET])
+
+
+def test_a_checkpoint_written_before_data_were_recorded_still_evaluates_and_resumes(
+        micro_ave, tmp_path):
+    train('supervised', micro_ave, tmp_path / 'run', '--n_epoch', 1)
+    state = load_checkpoint(tmp_path / 'run' / 'last.pth.tar')
+    assert state['data'] == AVE_DESCRIPTION
+    del state['data']                  # as the main before this version wrote it
+    save_checkpoint(state, tmp_path / 'old.pth.tar')
+    main('supervised', ['--data_root', str(micro_ave), '--evaluate', '--resume',
+                        str(tmp_path / 'old.pth.tar'), *QUIET])
+    resumed = main('supervised', ['--data_root', str(micro_ave), '--resume',
+                                  str(tmp_path / 'old.pth.tar'), '--n_epoch', '2',
+                                  '--snapshot_pref', str(tmp_path / 'resumed'), *QUIET])
+    assert resumed['epochs_done'] == 2
+
+
+# ----------------------------------------------------------------------------- streaming
+
+@pytest.mark.parametrize('setting', ['supervised', 'weak'])
+def test_streamed_training_is_bit_identical_to_in_memory(setting, micro_ave, tmp_path, capfd):
+    memory = train(setting, micro_ave, tmp_path / 'memory', '--n_epoch', 1,
+                   '--data_in_memory', 'true', '--batch_size', 5)
+    streamed = train(setting, micro_ave, tmp_path / 'stream', '--n_epoch', 1,
+                     '--data_in_memory', 'false', '--num_workers', 2, '--prefetch', 1,
+                     '--batch_size', 5)
+    assert 'streamed from the files by 2 worker processes' in capfd.readouterr().out
+    a, b = weights(tmp_path / 'memory' / 'last.pth.tar'), weights(tmp_path / 'stream' / 'last.pth.tar')
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert memory['history'][0]['train'] == streamed['history'][0]['train']
+
+
+def test_auto_streams_when_the_features_would_fill_half_the_free_memory(micro_ave):
+    memory = load_ave(micro_ave, progress=False)
+    needed = memory.audio.nbytes + memory.visual.nbytes
+    assert feature_bytes(len(memory.source_rows), memory.shapes, torch.float32) == needed
+    for budget, in_memory in ((2 * needed, True), (2 * needed - 1, False), (None, True)):
+        data = load_ave(micro_ave, progress=False, in_memory='auto', memory_budget=budget)
+        assert data.in_memory == in_memory and (data.audio is None) != in_memory
+
+
+def test_a_nan_met_while_streaming_is_one_line_naming_file_and_row(data, tmp_path, capsys):
+    visual = data / VISUAL_FILE
+    values = h5py.File(visual.resolve(), 'r')[FEATURE_KEY][()]
+    values[3, 2, 0, 0, 0] = np.nan
+    visual.unlink()
+    with h5py.File(visual, 'w') as f:
+        f[FEATURE_KEY] = values
+    line = user_error(capsys, 'supervised', ['--data_root', data, '--snapshot_pref',
+                                             tmp_path / 'run', '--data_in_memory', 'false',
+                                             '--num_workers', 1, *TINY_FLAGS, *QUIET])
+    assert str(visual) in line and 'NaN or Inf values in video 3' in line
+
+
+# ----------------------------------------------------------------------------- torchrun
+
+def process_tree(pid):
+    """`pid` and all its descendants (torchrun starts its workers in sessions of their own,
+    so a process group does not hold them)."""
+    children = {}
+    for stat in Path('/proc').glob('[0-9]*/stat'):
+        try:
+            fields = stat.read_text().rsplit(')', 1)[1].split()
+        except OSError:
+            continue                                   # ended meanwhile
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    tree, todo = [], [pid]
+    while todo:
+        tree.append(todo.pop())
+        todo += children.get(tree[-1], [])
+    return tree
+
+
+def torchrun_env():
+    return dict(os.environ, PYTHON=sys.executable, OMP_NUM_THREADS='1')
+
+
+def test_two_processes_match_one_and_resume_on_one_after_kill_9(micro_ave, tmp_path):
+    """`NPROC=2 supv_train.sh` (torchrun, gloo) gives the loss curve of one process with the
+    same global batch; killed with SIGKILL (the agent and both ranks), it resumes on one
+    process. The global batch 11 of 12 training videos leaves a last batch of one video:
+    one rank's part of it is empty."""
+    flags = [str(f) for f in ['--data_root', micro_ave, '--n_epoch', 4, '--batch_size', 11,
+                              '--eval_batch_size', 1, *TINY_FLAGS, *NO_DROPOUT, *QUIET]]
+    two = tmp_path / 'two'
+    proc = subprocess.Popen(['bash', str(REPO / 'supv_train.sh'), '--snapshot_pref', str(two),
+                             *flags], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, cwd=REPO, env={**torchrun_env(), 'NPROC': '2'})
+    printed = []
+    for line in proc.stdout:          # epoch 3's line: epochs 1 and 2 are saved
+        printed.append(line)
+        if line.startswith('epoch   3 |'):
+            for pid in process_tree(proc.pid):          # the agent and both ranks at once
+                os.kill(pid, signal.SIGKILL)
+            break
+    proc.wait()
+    proc.stdout.close()
+    assert proc.returncode == -signal.SIGKILL, ''.join(printed)
+    assert any('on 2 processes (global batch 11)' in line for line in printed)
+    assert sum(line.startswith('epoch   1 |') for line in printed) == 1   # rank 0 alone logs
+    state = load_checkpoint(two / 'last.pth.tar')
+    assert state['epoch'] in (2, 3) and len(state['rng']['ranks']) == 2
+    by_two = json.loads((two / 'metrics.json').read_text())['history']
+
+    # Epochs 1.. of the two processes, then the rest on one, against one process throughout.
+    resumed = main('supervised', ['--resume', str(two / 'last.pth.tar'), *flags])['history']
+    one = main('supervised', ['--snapshot_pref', str(tmp_path / 'one'), *flags])['history']
+    assert len(by_two) >= 2 and resumed[:len(by_two)] == by_two and len(resumed) == 4
+    for a, b in zip(one, resumed, strict=True):
+        for key, value in a['train'].items():
+            assert b['train'][key] == pytest.approx(value, rel=1e-4, abs=1e-6), key
+        assert (a['val_accuracy'], a['test_accuracy']) == (b['val_accuracy'], b['test_accuracy'])
+
+
+@pytest.mark.parametrize('script', ['supv_train.sh', 'weak_train.sh'])
+def test_nproc_must_be_a_number(script):
+    proc = subprocess.run(['bash', str(REPO / script)], capture_output=True, text=True,
+                          env={**torchrun_env(), 'NPROC': 'two'})
+    assert proc.returncode == 2 and proc.stderr.strip() == (
+        'error: NPROC=two is invalid: give the number of processes, e.g. NPROC=2')
