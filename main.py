@@ -31,6 +31,7 @@ from utils.config import EVAL_OVERRIDABLE, dump_config, parse_config, resume_con
 from utils.device import (allocation_errors, configure_torch, free_memory, keep_freed_memory,
                           resolve_device)
 from utils.engine import evaluate, train_one_epoch
+from utils.memory import release_freed_memory
 from utils.logger import (log_epoch, log_report_images, setup_logging, tensorboard_command,
                           tensorboard_writer)
 from utils.metrics import event_summary, report
@@ -67,6 +68,9 @@ def load_data(cfg, splits, setting, device, log, background=False):
                     in_memory=cfg['data_in_memory'] if cfg['data_in_memory'] == 'auto'
                     else cfg['data_in_memory'] == 'true',
                     memory_budget=free, workers=cfg['num_workers'], prefetch=cfg['prefetch'])
+    # The workers are forked from a process that may keep its freed memory (--reuse_memory);
+    # they only pass batches on, and give back what they free.
+    data.worker_init = release_freed_memory
     size = feature_bytes(len(data.source_rows), data.shapes, dtype) / 2 ** 30
     workers = cfg['num_workers']
     where = ('in memory' if data.in_memory else 'streamed from the files ' + (

@@ -48,6 +48,7 @@ class AVEData:
     reader: FeatureReader = None  # streamed features; None when in memory
     workers: int = 0             # streaming: DataLoader worker processes
     prefetch: int = 2            # streaming: batches each worker reads ahead
+    worker_init: object = None   # streaming: called with its index in each worker first
 
     def inputs(self, rows):
         """Model inputs of in-memory `rows` ((B,) int64 on the data's device), as float32."""
@@ -58,7 +59,8 @@ class AVEData:
         features float32 on the data's device: indexed in memory, or read from the files
         ahead of time by worker processes."""
         if self.reader is not None:
-            yield from stream(self.reader, batches, self.device, self.workers, self.prefetch)
+            yield from stream(self.reader, batches, self.device, self.workers, self.prefetch,
+                              self.worker_init)
             return
         for rows in batches:
             yield (rows, *self.inputs(rows))

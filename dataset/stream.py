@@ -89,13 +89,13 @@ class FeatureReader(Dataset):
         return out
 
 
-def stream(reader, batches, device, workers, prefetch):
+def stream(reader, batches, device, workers, prefetch, worker_init=None):
     """Yield (rows, audio, visual) for each of `batches` (int64 row tensors), the features as
     float32 on `device`, read by `workers` processes (0: in this one), each `prefetch`
-    batches ahead."""
+    batches ahead; each worker first calls `worker_init(worker_id)` when given."""
     loader = DataLoader(reader, batch_size=None, sampler=[b.cpu() for b in batches],
                         num_workers=workers, prefetch_factor=prefetch if workers else None,
-                        pin_memory=device.type == 'cuda',
+                        pin_memory=device.type == 'cuda', worker_init_fn=worker_init,
                         # Its own generator: the workers' seeds must not draw from torch's
                         # global RNG, which the model's dropout uses.
                         generator=torch.Generator())

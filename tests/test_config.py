@@ -105,3 +105,18 @@ def test_resume_keeps_saved_config_but_allows_run_flags():
     cfg, _, explicit = parse_config('supervised', ['--lr', '0.1'])
     with pytest.raises(UserError, match='--lr 0.1 differs from the value 0.001 stored in last.pth.tar'):
         resume_config(saved, cfg, explicit, 'last.pth.tar')
+
+
+def test_data_in_memory_takes_auto_true_false_from_flags_and_yaml_booleans(tmp_path):
+    assert parse_config('supervised', [])[0]['data_in_memory'] == 'auto'
+    assert parse_config('supervised', ['--data_in_memory', 'false'])[0]['data_in_memory'] == 'false'
+    path = tmp_path / 'c.yaml'
+    path.write_text('data_in_memory: true\nnum_workers: 0\nprefetch: 3\n')   # YAML's booleans
+    cfg, _, explicit = parse_config('supervised', ['--config', str(path)])
+    assert (cfg['data_in_memory'], cfg['num_workers'], cfg['prefetch']) == ('true', 0, 3)
+    assert {'data_in_memory', 'num_workers', 'prefetch'} <= explicit
+    for argv, message in ((['--data_in_memory', 'yes'], 'invalid choice'),
+                          (['--num_workers', '-1'], 'must be >= 0'),
+                          (['--prefetch', '0'], 'must be > 0')):
+        with pytest.raises(UserError, match=message):
+            parse_config('supervised', argv)

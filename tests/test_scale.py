@@ -1,5 +1,6 @@
 """Beyond the AVE release: data that describe their own sizes, features streamed from the
 files (bigger than memory), and training on several processes with torchrun (gloo)."""
+import functools
 import json
 import os
 import signal
@@ -17,7 +18,9 @@ from dataset.layout import AVE_DESCRIPTION, CLASSES_FILE, FEATURE_KEY, VISUAL_FI
 from dataset.synthetic import generate
 from helpers import REPO, TINY_FLAGS, user_error
 from main import main
+from tools.benchmark_data import process_tree
 from utils.checkpoint import load_checkpoint, save_checkpoint
+from utils.memory import release_freed_memory, reuse_freed_memory
 
 # Every dropout off: one process and two must then compute the same numbers.
 NO_DROPOUT = [f for k in ('encoder', 'visual', 'mfb', 'dima', 'fusion')
@@ -148,6 +151,23 @@ def test_auto_streams_when_the_features_would_fill_half_the_free_memory(micro_av
         assert data.in_memory == in_memory and (data.audio is None) != in_memory
 
 
+def mark_worker(folder, worker_id):
+    (folder / f'worker{worker_id}').write_text(str(os.getpid()))
+
+
+def test_streaming_workers_run_the_data_s_worker_init_and_release_freed_memory(micro_ave,
+                                                                              tmp_path):
+    data = load_ave(micro_ave, progress=False, in_memory=False, workers=2)
+    data.worker_init = functools.partial(mark_worker, tmp_path)
+    rows = data.splits['train']
+    assert sum(len(r) for r, _, _ in data.batches(list(rows.split(4)))) == len(rows)
+    pids = {(tmp_path / f'worker{i}').read_text() for i in (0, 1)}
+    assert len(pids) == 2 and str(os.getpid()) not in pids        # two processes, not this one
+    # What main.py hands the workers: glibc's defaults again, after --reuse_memory.
+    if reuse_freed_memory():
+        assert release_freed_memory()
+
+
 def test_a_nan_met_while_streaming_is_one_line_naming_file_and_row(data, tmp_path, capsys):
     visual = data / VISUAL_FILE
     values = h5py.File(visual.resolve(), 'r')[FEATURE_KEY][()]
@@ -162,23 +182,6 @@ def test_a_nan_met_while_streaming_is_one_line_naming_file_and_row(data, tmp_pat
 
 
 # ----------------------------------------------------------------------------- torchrun
-
-def process_tree(pid):
-    """`pid` and all its descendants (torchrun starts its workers in sessions of their own,
-    so a process group does not hold them)."""
-    children = {}
-    for stat in Path('/proc').glob('[0-9]*/stat'):
-        try:
-            fields = stat.read_text().rsplit(')', 1)[1].split()
-        except OSError:
-            continue                                   # ended meanwhile
-        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
-    tree, todo = [], [pid]
-    while todo:
-        tree.append(todo.pop())
-        todo += children.get(tree[-1], [])
-    return tree
-
 
 def torchrun_env():
     return dict(os.environ, PYTHON=sys.executable, OMP_NUM_THREADS='1')

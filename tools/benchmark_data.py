@@ -89,6 +89,8 @@ def run_measured(cmd, env=None):
 
 # ----------------------------------------------------------------------------- compare
 
+MODES = ('memory', 'stream', 'read_warm', 'read_cold')
+
 def child(args):
     """In a fresh process: load the data one way, then train --steps batches (or only read
     them); prints one JSON line."""
@@ -98,6 +100,7 @@ def child(args):
     from model.criterion import total_loss
     from utils.config import default_config
     from utils.device import keep_freed_memory
+    from utils.memory import release_freed_memory
 
     cfg = default_config('supervised')[0]
     torch.manual_seed(0)
@@ -106,7 +109,9 @@ def child(args):
                     progress=False, in_memory=args.child == 'memory', workers=args.workers,
                     prefetch=2)
     load_seconds = time.perf_counter() - began
-    keep_freed_memory(cfg, torch.device('cpu'))
+    keep_freed_memory(cfg, torch.device('cpu'))      # as training does, and so the workers:
+    data.worker_init = release_freed_memory
+
     rows = data.splits['train'][torch.randperm(data.num_videos('train'),
                                                generator=torch.Generator().manual_seed(0))]
     batches = list(rows.split(32))
@@ -140,32 +145,52 @@ def child(args):
                       'videos_per_s': args.steps * 32 / seconds}))
 
 
+def drop_page_cache():
+    """Empty the kernel's page cache (root on Linux only); False where not allowed."""
+    try:
+        os.sync()
+        Path('/proc/sys/vm/drop_caches').write_text('3\n')
+        return True
+    except OSError:
+        return False
+
+
 def compare(args):
     results = {}
-    for mode in ('memory', 'stream', 'read'):
+    # The page cache is warm for the training runs (the in-memory load reads every file
+    # first), then, where allowed, emptied for a second read-only pass (cold).
+    for name, mode in (('memory', 'memory'), ('stream', 'stream'), ('read_warm', 'read'),
+                       ('read_cold', 'read')):
+        if name not in args.modes or name == 'read_cold' and not drop_page_cache():
+            continue
         out, wall, memory = run_measured([sys.executable, __file__, 'compare', '--data',
                                           str(args.data), '--child', mode, '--steps',
                                           str(args.steps), '--workers', str(args.workers)])
-        results[mode] = {**json.loads(out.strip().splitlines()[-1]), **memory, 'wall_s': wall}
-        print(mode, json.dumps(results[mode]), flush=True)
-    results['stream_speed_fraction'] = (results['stream']['videos_per_s'] /
-                                        results['memory']['videos_per_s'])
+        results[name] = {**json.loads(out.strip().splitlines()[-1]), **memory, 'wall_s': wall}
+        print(name, json.dumps(results[name]), flush=True)
+    if 'memory' in results and 'stream' in results:
+        results['stream_speed_fraction'] = (results['stream']['videos_per_s'] /
+                                            results['memory']['videos_per_s'])
     return results
 
 
 # ----------------------------------------------------------------------------- epoch, ranks
 
 def program_epoch(args, nproc, in_memory, run):
-    """One epoch of supv_main.py (through torchrun when nproc > 1); metrics.json's first
-    epoch and the measured wall time and memory."""
+    """One epoch of supv_main.py (through torchrun when nproc > 1), the machine's cores
+    shared among the processes (--threads each by default); metrics.json's first epoch and
+    the measured wall time and memory."""
+    threads = args.threads or max(1, (os.cpu_count() or 1) // nproc)
     launch = ([sys.executable, '-m', 'torch.distributed.run', '--standalone',
                '--nproc_per_node', str(nproc)] if nproc > 1 else [sys.executable])
     cmd = [*launch, str(REPO / 'supv_main.py'), '--data_root', str(args.data), '--n_epoch', '1',
            '--snapshot_pref', str(run), '--data_in_memory', in_memory, '--num_workers',
-           str(args.workers), '--tb_images_every', '0', '--no_progress', *args.flags]
-    out, wall, memory = run_measured(cmd, env={'OMP_NUM_THREADS': str(args.threads)})
+           str(args.workers), '--tb_images_every', '0', '--no_progress', '--num_threads',
+           str(threads), *args.flags]
+    out, wall, memory = run_measured(cmd, env={'OMP_NUM_THREADS': str(threads)})
     record = json.loads((run / 'metrics.json').read_text())['history'][0]
-    return {'nproc': nproc, 'train_seconds': record['train_seconds'],
+    return {'nproc': nproc, 'threads_per_process': threads,
+            'train_seconds': record['train_seconds'],
             'epoch_seconds': record['seconds'], 'loss': record['train']['loss'],
             'val_accuracy': record['val_accuracy'], 'wall_s': wall, **memory,
             'log': [line for line in out.splitlines() if line.startswith(('features', 'supervised'))]}
@@ -193,11 +218,14 @@ def main():
     parser.add_argument('what', choices=('compare', 'epoch', 'ranks'))
     parser.add_argument('--data', type=Path, required=True, help='a folder in the AVE layout')
     parser.add_argument('--steps', type=int, default=40, help='compare: timed training steps')
+    parser.add_argument('--modes', nargs='+', default=MODES, choices=MODES,
+                        help='compare: what to measure (default: all)')
     parser.add_argument('--workers', type=int, default=2, help='streaming DataLoader workers')
     parser.add_argument('--nproc', type=int, nargs='+', default=[1, 2],
                         help='ranks: process counts')
-    parser.add_argument('--threads', type=int, default=2,
-                        help='epoch/ranks: OMP_NUM_THREADS of each process')
+    parser.add_argument('--threads', type=int, default=0,
+                        help='epoch/ranks: threads of each process (default: the cores '
+                             'shared among the processes)')
     parser.add_argument('--out', type=Path, help='write the results as JSON')
     parser.add_argument('--child', choices=('memory', 'stream', 'read'), help=argparse.SUPPRESS)
     parser.add_argument('flags', nargs='*', help='after --: more flags for supv_main.py')

@@ -284,7 +284,9 @@ def restore_rng_state(state, data_generator, device, rank=0, world=1, seed=0):
         torch.cuda.set_rng_state_all(state['cuda'])
     if world > 1:
         ranks = state.get('ranks', [])
-        if len(ranks) == world:
+        # The saved states fit only as many ranks on the same kind of device (a CUDA
+        # generator's state is not a CPU generator's).
+        if len(ranks) == world and ranks[rank].shape == dropout_state(device).shape:
             if device.type == 'cuda':
                 torch.cuda.set_rng_state(ranks[rank], device)
             else:

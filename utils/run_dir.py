@@ -17,7 +17,7 @@ RUN_FILES = ('config.yaml', 'metrics.json', 'train.log', 'report.json', 'report.
 RUN_DIRS = ('tensorboard', 'code')
 LOCK = '.lock'   # holds the PID of the run that has the folder; flock'ed while it runs
 SOURCE_GLOBS = ('*.py', '*.sh', '*.md', 'requirements.txt', 'configs/*.yaml', 'core/*.py',
-                'dataset/*.py', 'model/*.py', 'utils/*.py', 'tools/*.py')
+                'dataset/*.py', 'model/*.py', 'utils/*.py', 'tools/*.py', 'tools/*.sh')
 _held = {}   # the lock this process holds: one run folder at a time
 
 
