@@ -357,14 +357,13 @@ def load_ave(root, splits=('train', 'val', 'test'), setting='supervised', backgr
     orders = {s: paths.pop(f'order_{s}') for s in splits}
     with contextlib.ExitStack() as opened:   # closes the files opened so far on any error
         files = {k: opened.enter_context(open_h5(p)) for k, p in paths.items()}
-        data = _load(files, orders, device, feature_dtype, progress,
-                     lambda needed: choose_memory(in_memory, needed, memory_budget))
+        data = _load(files, orders, device, feature_dtype, progress, in_memory, memory_budget)
     data.class_names = read_class_names(root, data.num_classes)
     data.workers, data.prefetch = workers, prefetch
     return data
 
 
-def _load(files, order_paths, device, feature_dtype, progress, keep_in_memory):
+def _load(files, order_paths, device, feature_dtype, progress, in_memory, memory_budget):
     ds = {k: read_key(f, L.FEATURE_KEY) for k, f in files.items()}
     labels_path = ds['labels'].file.filename
     T, C = label_sizes(ds['labels'], 'one-hot segment labels')
@@ -414,7 +413,7 @@ def _load(files, order_paths, device, feature_dtype, progress, keep_in_memory):
     video_class = np.where(per_class.max(1) > 0, per_class.argmax(1), -1)
     R, n = len(rows) + n_bg, len(rows)
     audio = visual = reader = None
-    if keep_in_memory(feature_bytes(R, shapes, feature_dtype)):
+    if choose_memory(in_memory, feature_bytes(R, shapes, feature_dtype), memory_budget):
         audio, visual = empty_features(R, shapes, feature_dtype, device)
         read_pair(ds['audio'], ds['visual'], rows, audio[:n], visual[:n], progress,
                   'drop it from the order files')

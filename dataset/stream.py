@@ -68,22 +68,24 @@ class FeatureReader(Dataset):
 
     def read(self, rows):
         source = self.source_rows[np.asarray(rows)]
+        # The batch's event rows and background rows, each in file order (one read per run
+        # of consecutive rows), with their positions in the batch; the same for both kinds.
+        groups = []
+        for prefix, picked, file_rows in (('', source >= 0, source),
+                                          ('noisy_', source < 0, -1 - source)):
+            if picked.any():
+                where = np.flatnonzero(picked)
+                order = np.argsort(file_rows[where], kind='stable')
+                groups.append((prefix, torch.from_numpy(where[order]), file_rows[where][order]))
         files, out = self.datasets(), {}
         for kind in ('audio', 'visual'):
-            parts = []   # (positions in the batch, features) of event and of background rows
-            for key, picked, file_rows in ((kind, source >= 0, source),
-                                           (f'noisy_{kind}', source < 0, -1 - source)):
-                if picked.any():
-                    where = np.flatnonzero(picked)
-                    order = np.argsort(file_rows[where], kind='stable')
-                    sorted_rows = file_rows[where][order]
-                    ds = files[key]
-                    block = stored(read_rows(ds, sorted_rows), self.dtype, ds.file.filename,
-                                   sorted_rows, 'leave it out of the order files')
-                    parts.append((torch.from_numpy(where[order]), block))
-            first = parts[0][1]
-            batch = torch.empty((len(source), *first.shape[1:]), dtype=self.dtype)
-            for where, block in parts:
+            batch = None
+            for prefix, where, file_rows in groups:
+                ds = files[prefix + kind]
+                block = stored(read_rows(ds, file_rows), self.dtype, ds.file.filename,
+                               file_rows, 'leave it out of the order files')
+                if batch is None:
+                    batch = torch.empty((len(source), *block.shape[1:]), dtype=self.dtype)
                 batch[where] = block
             out[kind] = batch
         return out
