@@ -1,4 +1,6 @@
-"""Fixtures shared by the tests: tiny synthetic AVE sets and the real annotation files."""
+"""Fixtures shared by the tests: tiny synthetic AVE sets, the real annotation files,
+generated videos and their features."""
+from fractions import Fraction
 from pathlib import Path
 
 import pytest
@@ -53,3 +55,51 @@ def torch_threads():
     threads = torch.get_num_threads()
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope='session')
+def video_folder(tmp_path_factory):
+    """Generated videos (the repository ships none), each a case extraction must handle:
+    - shift.mkv: 10 s, lossless; the picture changes at second 3, a 1 kHz tone starts at 5;
+    - long.mp4: 25 s, MPEG-4 + AAC, a slide show: another picture every 2.5 s (three 10 s
+      windows, the last padded);
+    - short.mkv: 0.5 s (refused: shorter than one second);
+    - silent.mkv: no audio stream; soundonly.mkv: no video stream; notavideo.mp4: text;
+      truncated.mp4: long.mp4's first third (corrupt: its index, at the end, is gone)."""
+    from features.make_video import write_video
+    folder = tmp_path_factory.mktemp('videos')
+    write_video(folder / 'shift.mkv', 10, colors=((200, 40, 40), (40, 200, 40)),
+                color_changes=(3,), tone_from=5)
+    write_video(folder / 'long.mp4', 25, fps=Fraction(2, 5), kind='mp4',
+                colors=[(25 * k, 100, 250 - 25 * k) for k in range(10)],
+                color_changes=[2.5 * k for k in range(1, 10)])
+    write_video(folder / 'short.mkv', 0.5)
+    write_video(folder / 'silent.mkv', 2, audio=False)
+    write_video(folder / 'soundonly.mkv', 2, video=False)
+    (folder / 'notavideo.mp4').write_text('not a video\n')
+    whole = (folder / 'long.mp4').read_bytes()
+    (folder / 'truncated.mp4').write_bytes(whole[:len(whole) // 3])
+    return folder
+
+
+# How the tests extract: random weights (no downloads), one frame per second, seconds aligned.
+EXTRACT_FLAGS = ['--weights', 'random', '--frames_per_segment', '1', '--audio_framing',
+                 'aligned', '--device', 'cpu', '--no_progress']
+
+
+@pytest.fixture(scope='session')
+def extracted(video_folder, tmp_path_factory):
+    """(data folder, exit status, stderr lines) of extract_features on `video_folder`."""
+    import contextlib
+    import io
+
+    from tools.extract_features import main
+    out = tmp_path_factory.mktemp('extracted')
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        try:
+            main([str(video_folder), '--out', str(out), *EXTRACT_FLAGS])
+            status = 0
+        except SystemExit as e:
+            status = e.code
+    return out, status, err.getvalue().splitlines()

@@ -19,7 +19,7 @@ def test_run_flags_and_scripts_are_documented():
                  '--report'):
         assert flag in README
     for script in ('supv_train.sh', 'supv_test.sh', 'weak_train.sh', 'weak_test.sh', 'demo.sh',
-                   'predict.sh', 'multiseed.sh'):
+                   'predict.sh', 'multiseed.sh', 'extract_features.sh'):
         assert script in README and (REPO / script).is_file()
 
 
@@ -42,10 +42,11 @@ def test_the_tests_run_in_the_environment_requirements_txt_describes():
         assert have == numbers(pinned) if op == '==' else have >= numbers(pinned), (name, have)
 
 
-def test_predict_and_multiseed_flags_are_documented():
+def test_predict_multiseed_and_extraction_flags_are_documented():
+    from tools.extract_features import build_parser as extract_parser
     from tools.multiseed import build_parser as multiseed_parser
     from tools.predict import build_parser as predict_parser
-    for parser in (predict_parser(), multiseed_parser()):
+    for parser in (predict_parser(), multiseed_parser(), extract_parser()):
         flags = {f for action in parser._actions for f in action.option_strings
                  if f.startswith('--') and f != '--help'}
         missing = sorted(f for f in flags if f'`{f}' not in README and f'{f} ' not in README)

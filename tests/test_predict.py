@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from dataset.ave import load_ave
+from dataset.ave import load_ave, load_videos
 from dataset.layout import BACKGROUND, LABEL_NAMES
 from tests.helpers import REPO, SMALL_FLAGS, best_checkpoint, run_script
 from tests.test_plots import png_size
@@ -182,9 +182,74 @@ def test_bad_inputs_are_one_line_errors(checkpoints, tiny_ave, tmp_path, capsys)
         (['--checkpoint', ckpt, '--data_root', str(tmp_path)], ['not found in data folder']),
         (['--checkpoint', ckpt, '--data_root', str(tiny_ave), '--annotations', str(bad)],
          ['--annotations']),
+        (['--checkpoint', ckpt, '--data_root', str(tiny_ave), '--weights', 'random'],
+         ['--weights goes with --video']),
+        (['--checkpoint', ckpt, '--video', missing, '--annotations', str(bad)],
+         ['--annotations goes with --data_root or --audio']),
     ]
     for argv, words in cases:
         with pytest.raises(SystemExit) as stop:
             predict(argv + ['--out', str(tmp_path / 'x.json'), '--no_progress'])
         one_line_error(stop.value.code, capsys.readouterr().err, *words)
     assert not (tmp_path / 'x.json').exists()
+    # No usable video: each one's line as it fails, then the error.
+    with pytest.raises(SystemExit) as stop:
+        predict(['--checkpoint', ckpt, '--video', missing, '--weights', 'random',
+                 '--out', str(tmp_path / 'x.json'), '--no_progress'])
+    assert stop.value.code == 2 and capsys.readouterr().err.splitlines() == [
+        f'error: {missing}: no such file',
+        'error: none of the 1 videos could be used (each said why above)']
+    assert not (tmp_path / 'x.json').exists()
+
+
+def test_events_of_video_files_over_their_whole_length(checkpoints, extracted, video_folder,
+                                                       tmp_path, capsys):
+    """--video with --features: the fixture's folder was extracted with the same flags, so it
+    is used as it is; a 25 s video's three windows become one 25-second timeline."""
+    from conftest import EXTRACT_FLAGS
+    features, _, _ = extracted
+    with pytest.raises(SystemExit) as stop:
+        predict(['--checkpoint', str(checkpoints['supervised']), '--video', str(video_folder),
+                 '--features', str(features), '--out', str(tmp_path / 'v.json'),
+                 '--csv', str(tmp_path / 'v.csv'), '--plot', str(tmp_path / 'plots'),
+                 *EXTRACT_FLAGS])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert stop.value.code == 2 and err[-1].startswith('error: 5 of 7 videos failed')
+    assert err[0] == ('warning: the features of these videos were extracted with random weights '
+                      '(--weights random): predictions from them mean nothing; extract with '
+                      'pretrained weights')
+    doc = json.loads((tmp_path / 'v.json').read_text())
+    long, shift = doc['videos']
+    assert long['video'].endswith('long.mp4') and shift['video'].endswith('shift.mkv')
+    assert (long['seconds'], long['rows'], len(long['segments'])) == (25, [0, 1, 2], 25)
+    assert (shift['seconds'], shift['rows'], len(shift['segments'])) == (10, [3], 10)
+    assert [s['start_s'] for s in long['segments']] == list(range(25))
+    # The segments are the model's on the rows, window after window, cut at 25 s.
+    data = load_videos(features / 'audio_feature.h5', features / 'visual_feature.h5',
+                       progress=False)
+    model = model_from_checkpoint(load_checkpoint(checkpoints['supervised']), 'ckpt').eval()
+    with torch.no_grad():
+        preds = model.predict(model(*data.inputs(torch.arange(4))))
+    assert [s['class'] for s in long['segments']] == preds[:3].reshape(-1)[:25].tolist()
+    assert [s['class'] for s in shift['segments']] == preds[3].tolist()
+    events = long['events']
+    assert events and events[0]['start_s'] >= 0 and events[-1]['end_s'] <= 25
+    with open(tmp_path / 'v.csv') as f:
+        assert sum(1 for row in csv.DictReader(f)) == len(events) + len(shift['events'])
+    assert sorted(p.name for p in (tmp_path / 'plots').iterdir()) == [
+        'timeline_0000_long.png', 'timeline_0001_shift.png']
+    assert png_size(tmp_path / 'plots' / 'timeline_0000_long.png') == SIZES['timeline']
+
+
+def test_a_video_is_extracted_and_predicted_in_one_go(checkpoints, tmp_path, capsys):
+    from features.make_video import write_video
+    write_video(tmp_path / 'clip.mkv', 3)
+    doc = predict(['--checkpoint', str(checkpoints['weak']), '--video', str(tmp_path / 'clip.mkv'),
+                   '--weights', 'random', '--frames_per_segment', '1', '--out',
+                   str(tmp_path / 'clip.json'), '--no_progress'])
+    (video,) = doc['videos']
+    assert video['seconds'] == 3 and [s['end_s'] for s in video['segments']] == [1, 2, 3]
+    assert json.loads((tmp_path / 'clip.json').read_text()) == doc
+    out = capsys.readouterr()
+    assert '1 videos, ' in out.out and 'random weights' in out.err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['clip.json', 'clip.mkv']

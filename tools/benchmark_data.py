@@ -228,8 +228,12 @@ def main():
                              'shared among the processes)')
     parser.add_argument('--out', type=Path, help='write the results as JSON')
     parser.add_argument('--child', choices=('memory', 'stream', 'read'), help=argparse.SUPPRESS)
-    parser.add_argument('flags', nargs='*', help='after --: more flags for supv_main.py')
-    args = parser.parse_args()
+    # argparse would bind an empty 'flags' to the first positional and then refuse what
+    # follows '--', so the flags for supv_main.py are split off here.
+    argv = sys.argv[1:]
+    cut = argv.index('--') if '--' in argv else len(argv)
+    args = parser.parse_args(argv[:cut])
+    args.flags = argv[cut + 1:]
     if args.child:
         return child(args)
     results = {'compare': compare, 'epoch': epoch, 'ranks': ranks}[args.what](args)

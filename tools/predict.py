@@ -3,6 +3,8 @@
     python tools/predict.py --checkpoint CKPT --data_root DIR [--split test] --out preds.json
     python tools/predict.py --checkpoint CKPT --audio A.h5 --visual V.h5 [--labels L.h5] \\
                             --out preds.json
+    python tools/predict.py --checkpoint CKPT --video FILE [FILE ...] --out preds.json \\
+                            [--features DIR] [extraction flags of extract_features.sh]
       [--csv events.csv] [--plot DIR [--plot_videos N]] [--annotations Annotations.txt]
       [--setting supervised|weak] [--device auto] [--batch_size 16] [--no_progress]
 
@@ -12,12 +14,19 @@ AVE, any float dtype), optionally with segment labels (N, T, C + 1). The setting
 model's config, the class names and the shapes the features must have come from the
 checkpoint. Per video the JSON holds each segment's class and confidence and the
 events: runs of one class merged into intervals [start_s, end_s) with the mean confidence
-as score (README, "Predict"). Every bad input stops with one line and exit status 2.
+as score (README, "Predict"). With --video, the features are first extracted from the
+files (features/extract.py; T from the checkpoint), a long video's windows are put back
+together, and its segments and events run over its whole length. Every bad input stops
+with one line and exit status 2; a bad video among several is listed at the end (exit 2)
+after the others' predictions are written.
 """
+import contextlib
 import csv
 import io
 import json
+import math
 import sys
+import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -26,9 +35,12 @@ from core.errors import UserError, exit_on_user_error  # noqa: E402
 from dataset import layout as L  # noqa: E402
 from dataset.ave import load_ave, load_videos  # noqa: E402
 from dataset.labels import read_annotations  # noqa: E402
+from features import extract  # noqa: E402
+from features.vgg19 import MAP_SHAPE  # noqa: E402
+from features.vggish import EMBEDDING_DIM  # noqa: E402
 from model.dmin import SETTINGS  # noqa: E402
 from utils.checkpoint import (check_data, check_setting, load_checkpoint,  # noqa: E402
-                              model_from_checkpoint)
+                              model_from_checkpoint, saved_data)
 from utils.device import free_memory  # noqa: E402
 from utils.config import Parser, program_name  # noqa: E402
 from utils.device import allocation_errors, resolve_device  # noqa: E402
@@ -37,6 +49,8 @@ from utils.metrics import event_summary, merge_events, report  # noqa: E402
 from utils.report import make_folder, write_report  # noqa: E402
 
 CSV_FIELDS = ('index', 'row', 'video_id', 'class', 'class_name', 'start_s', 'end_s', 'score')
+EXTRACTION_KEYS = ('features', 'weights', 'vgg19_weights', 'vggish_weights',
+                   'frames_per_segment', 'audio_framing', 'frame_batch')
 
 
 def build_parser():
@@ -52,6 +66,10 @@ def build_parser():
     source.add_argument('--data_root', metavar='DIR', help='an AVE data folder (see README)')
     source.add_argument('--audio', metavar='A.h5',
                         help="new videos' audio features (N, T, 128), key 'avadataset'")
+    source.add_argument('--video', nargs='+', metavar='FILE',
+                        help='video files (or folders, .txt lists): their features are '
+                             'extracted (flags below, as extract_features.sh) and their events '
+                             'predicted over their whole length')
     parser.add_argument('--split', default='test', choices=tuple(L.ORDER_FILES),
                         help='with --data_root: the split to predict (default: test)')
     parser.add_argument('--visual', metavar='V.h5',
@@ -62,6 +80,10 @@ def build_parser():
     parser.add_argument('--annotations', metavar='PATH',
                         help='optional Annotations.txt whose line i describes video row i: '
                              'adds YouTube ids and annotated classes to the output')
+    parser.add_argument('--features', metavar='DIR',
+                        help='with --video: keep the extracted features in this data folder (an '
+                             'interrupted run continues there); default: a temporary folder')
+    extract.add_flags(parser, segments=False)
     parser.add_argument('--out', required=True, metavar='FILE.json', help='the JSON to write')
     parser.add_argument('--csv', metavar='FILE.csv', help='also write the events, one row each')
     parser.add_argument('--plot', metavar='DIR',
@@ -86,6 +108,16 @@ def parse_args(argv):
     if args.data_root and (args.visual or args.labels):
         raise UserError('--visual and --labels go with --audio; with --data_root the features '
                         'and labels come from the data folder')
+    if args.video and args.annotations:
+        raise UserError('--annotations goes with --data_root or --audio: the rows of extracted '
+                        'videos are windows, not lines of Annotations.txt')
+    if not args.video:
+        given = [f'--{k}' for k, v in vars(args).items()
+                 if k in EXTRACTION_KEYS and v != build_parser().get_default(k)]
+        if given:
+            raise UserError(f'{given[0]} goes with --video: it sets how features are extracted '
+                            'from video files')
+    extract.check_flags(args)
     if args.batch_size <= 0:
         raise UserError(f'--batch_size {args.batch_size} is invalid: must be > 0')
     if args.plot_videos < 0:
@@ -101,8 +133,44 @@ def existing(path, flag):
     return path
 
 
-def read_inputs(args, device):
-    """(AVEData, its rows to predict, a description of the input) from the command line."""
+def warn_random_features(paths, what=None):
+    """One warning line when features were extracted with random weights."""
+    for path in paths:
+        origin = extract.feature_origin(path) if Path(path).is_file() else None
+        if origin and origin.get('weights') == 'random':
+            what = what or f'{path} was'
+            print(f'warning: {what} extracted with random weights (--weights random): '
+                  'predictions from them mean nothing; extract with pretrained weights',
+                  file=sys.stderr)
+            return
+
+
+def extract_videos(args, state, device, folder):
+    """Extract --video into `folder` for the checkpoint's segment count; returns the
+    failures [(video, reason)]."""
+    data = saved_data(state, args.checkpoint)
+    if data['audio_dim'] != EMBEDDING_DIM or tuple(data['visual_shape']) != MAP_SHAPE:
+        raise UserError(f"{args.checkpoint} was trained on features of other sizes (audio "
+                        f"{data['audio_dim']}, visual {tuple(data['visual_shape'])}) than "
+                        f'VGGish ({EMBEDDING_DIM}) and VGG-19 {MAP_SHAPE} give; --video needs a '
+                        'checkpoint trained on such features')
+    T = data['num_segments']
+    rows, failures = extract.extract_folder(
+        extract.gather_videos(args.video), folder,
+        lambda: extract.build_extractor(args, device, T),
+        extract.settings_of(args, T), progress=args.progress)
+    if rows == 0:
+        extract.stop_on_failures(failures, len(failures), folder)
+    return failures
+
+
+def read_inputs(args, device, folder=None):
+    """(AVEData, its rows to predict, a description of the input) from the command line;
+    with --video, from the features extracted into `folder`."""
+    if args.video:
+        data = load_videos(folder / L.AUDIO_FILES[0], folder / L.VISUAL_FILE, device=device,
+                           progress=args.progress)
+        return data, data.splits['videos'], {'videos': [str(v) for v in args.video]}
     if args.data_root:
         # The supervised files suffice: prediction needs no video labels or background videos.
         data = load_ave(args.data_root, (args.split,), 'supervised', background=False,
@@ -164,22 +232,27 @@ def events_csv(videos):
     writer.writeheader()
     for video in videos:
         for event in video['events']:
-            writer.writerow({'index': video['index'], 'row': video['row'],
-                             'video_id': video.get('video_id', ''), **event})
+            writer.writerow({'index': video['index'], 'row': video.get('row', ''),
+                             'video_id': video.get('video_id', video.get('video', '')), **event})
     return buffer.getvalue()
 
 
-def write_plots(folder, entries, names, preds, confidence, labels, rep, count, header):
-    """Timelines of the first `count` videos, and the report's figures when labels exist."""
+def write_plots(folder, entries, names, series, labels, rep, count, header):
+    """Timelines of the first `count` videos (`series`: their (classes, confidences)), and
+    the report's figures when labels exist."""
     from utils import plots
     paths = []
-    for entry in entries[:count]:
+    for entry, (preds, confidence) in zip(entries[:count], series):
         i = entry['index']
-        name = entry.get('video_id') or f"row{entry['row']}"
-        title = f"video {i}, row {entry['row']}"
+        if 'video' in entry:   # a video file, over its whole length
+            name = Path(entry['video']).stem
+            title = f"{Path(entry['video']).name} ({entry['seconds']:g} s)"
+        else:
+            name = entry.get('video_id') or f"row{entry['row']}"
+            title = f"video {i}, row {entry['row']}"
         if 'video_id' in entry:
             title += f", YouTube id {entry['video_id']} ({entry['annotated_class']})"
-        fig = plots.timeline_figure(title, preds[i], names, confidence[i],
+        fig = plots.timeline_figure(title, preds, names, confidence,
                                     None if labels is None else labels[i])
         paths.append(plots.save(fig, folder / f'timeline_{i:04d}_{name}.png'))
     if rep is not None:
@@ -203,6 +276,26 @@ def create_parent(path, flag):
     return Path(path)
 
 
+def video_file_entries(folder, names, preds, confidence):
+    """Per video file of `folder`'s videos.txt, its windows (rows) put back in order and cut
+    to its length: (JSON entries, [(preds, confidence)] over its whole length)."""
+    from features.video import TOLERANCE
+    windows = {}
+    for row, start, end, file in extract.read_videos_txt(folder / extract.VIDEOS_FILE):
+        windows.setdefault(file, []).append((start, row, end))
+    entries, series = [], []
+    for i, (file, parts) in enumerate(windows.items()):
+        rows = [row for _, row, _ in sorted(parts)]
+        seconds = max(end for _, _, end in parts)
+        length = max(1, math.ceil(seconds - TOLERANCE))   # segments with content in them
+        p, c = preds[rows].reshape(-1)[:length], confidence[rows].reshape(-1)[:length]
+        entry = video_entry(i, rows[0], names, p, c)
+        del entry['index'], entry['row']
+        entries.append({'index': i, 'video': file, 'seconds': seconds, 'rows': rows, **entry})
+        series.append((p, c))
+    return entries, series
+
+
 @exit_on_user_error
 def main(argv=None):
     """Run the command line; returns the JSON document it wrote."""
@@ -216,8 +309,24 @@ def main(argv=None):
     state = load_checkpoint(args.checkpoint, flag='--checkpoint')
     check_setting(state, args.setting, args.checkpoint,
                   fix='drop --setting or pass a checkpoint of that setting')
+    with contextlib.ExitStack() as stack:
+        failures = []
+        if args.video:
+            folder = Path(args.features) if args.features else Path(
+                stack.enter_context(tempfile.TemporaryDirectory(prefix='dmin_features_')))
+            failures = extract_videos(args, state, device, folder)
+        doc = predict(args, state, device, out, folder if args.video else None)
+    extract.stop_on_failures(failures, len(failures) + doc['num_videos'], out)
+    return doc
+
+
+def predict(args, state, device, out, folder):
     setting = state['setting']
-    data, rows, source = read_inputs(args, device)
+    data, rows, source = read_inputs(args, device, folder)
+    warn_random_features([folder / L.VISUAL_FILE] if folder else
+                         [args.audio, args.visual] if args.audio else
+                         [Path(args.data_root) / name for name in (*L.AUDIO_FILES, L.VISUAL_FILE)],
+                         'the features of these videos were' if folder else None)
     names = (*check_data(state, args.checkpoint, data.describe()), L.BACKGROUND_NAME)
     model = model_from_checkpoint(state, args.checkpoint, data.sizes).to(device)
     annotations = (read_video_annotations(args.annotations, data.file_videos)
@@ -227,11 +336,15 @@ def main(argv=None):
                                   state['config'].get('amp', 'none'), args.progress, 'predict')
     preds, confidence = preds.cpu(), confidence.cpu()
     labels = None if data.segment is None else data.segment[rows].cpu()
-    file_rows = data.source_rows[rows.cpu().numpy()]
-    entries = [video_entry(i, row, names, preds[i], confidence[i],
-                           None if labels is None else labels[i],
-                           None if annotations is None else annotations[row])
-               for i, row in enumerate(file_rows)]
+    if folder is not None:
+        entries, series = video_file_entries(folder, names, preds, confidence)
+    else:
+        file_rows = data.source_rows[rows.cpu().numpy()]
+        entries = [video_entry(i, row, names, preds[i], confidence[i],
+                               None if labels is None else labels[i],
+                               None if annotations is None else annotations[row])
+                   for i, row in enumerate(file_rows)]
+        series = list(zip(preds, confidence))
     doc = {'checkpoint': str(args.checkpoint), 'setting': setting, 'epoch': state.get('epoch'),
            'input': source, 'segment_seconds': 1, 'num_videos': len(entries)}
     rep = None
@@ -249,14 +362,16 @@ def main(argv=None):
         write_text(Path(args.csv), events_csv(entries))
         print(f'events CSV -> {args.csv}')
     if args.plot:
-        folder = Path(args.plot)
-        name = args.split if args.data_root else f'videos of {Path(args.audio).name}'
-        paths = write_plots(folder, entries, names, preds, confidence, labels, rep, args.plot_videos,
+        plot_folder = Path(args.plot)
+        name = (args.split if args.data_root else f'videos of {Path(args.audio).name}'
+                if args.audio else 'videos')
+        paths = write_plots(plot_folder, entries, names, series, labels, rep, args.plot_videos,
                             f'{name} split' if args.data_root else name)
         if rep is not None:
-            write_report(folder, {name: rep}, {'setting': setting, 'epoch': state.get('epoch'),
-                                               'checkpoint': str(args.checkpoint)})
-        print(f'{len(paths)} plots -> {folder}')
+            write_report(plot_folder, {name: rep}, {'setting': setting,
+                                                    'epoch': state.get('epoch'),
+                                                    'checkpoint': str(args.checkpoint)})
+        print(f'{len(paths)} plots -> {plot_folder}')
     return doc
 
 

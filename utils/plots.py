@@ -18,6 +18,7 @@ DPI = 100
 SIZES = {'timeline': (1200, 330), 'confusion': (1150, 1050), 'per_class': (900, 820)}
 BACKGROUND_COLOR = '#dddddd'
 WRONG_COLOR = 'black'   # not a class colour: tab20 has reds
+MAX_SCORED = 30         # segments up to which a timeline writes each confidence
 
 
 def _figure(kind):
@@ -70,7 +71,8 @@ def timeline_figure(title, preds, names, scores=None, labels=None):
     """Ground truth (when `labels` is given) above the prediction over the T segments.
 
     preds, labels: T class indices; names: the C + 1 label names (background last);
-    scores: T confidences of the predictions.
+    scores: T confidences of the predictions (written in the segments up to MAX_SCORED
+    of them; a longer video gets sparser ticks and no numbers).
     """
     from matplotlib.patches import Patch
     preds = [int(p) for p in preds]
@@ -81,16 +83,18 @@ def timeline_figure(title, preds, names, scores=None, labels=None):
     rows = [('prediction', preds)] if labels is None else [('ground truth', labels),
                                                           ('prediction', preds)]
     wrong = None if labels is None else [p != c for p, c in zip(preds, labels)]
+    T = len(preds)
+    scored = scores is not None and T <= MAX_SCORED
     for i, (name, classes) in enumerate(rows):
         y = len(rows) - 1 - i
         is_pred = name == 'prediction'
-        _draw_row(ax, y, classes, names, colors, scores if is_pred else None,
+        _draw_row(ax, y, classes, names, colors, scores if is_pred and scored else None,
                   wrong if is_pred else None)
-    T = len(preds)
     ax.set_xlim(0, T)
     ax.set_ylim(-0.5, len(rows) - 0.5)
-    ax.set_xticks(range(T + 1))
-    ax.set_xlabel('time (s); numbers: confidence of the predicted class')
+    step = next(s for s in (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 1800, 3600, T) if T / s <= 30)
+    ax.set_xticks(range(0, T + 1, step))
+    ax.set_xlabel('time (s)' + ('; numbers: confidence of the predicted class' if scored else ''))
     ax.set_yticks(range(len(rows)))
     ax.set_yticklabels([name for name, _ in reversed(rows)], fontsize=10)
     ax.tick_params(axis='y', length=0)

@@ -1,13 +1,12 @@
 """The run folder (--snapshot_pref): locked for its run, never silently reused, checked
 writable up front, and left as it was by a start that fails before training."""
 import contextlib
-import fcntl
-import os
 import shutil
 from pathlib import Path
 
 from core.atomic import atomic_write, temp_files
 from core.errors import UserError
+from core.lock import hold
 from utils.checkpoint import BEST_GLOB, LAST
 from utils.logger import close_logging
 
@@ -76,19 +75,8 @@ def lock(folder):
     The lock is the kernel's (flock), so it dies with its process: a run killed with
     kill -9 leaves no stale lock behind. A folder locked by another process is refused."""
     release_lock()
-    f = open(folder / LOCK, 'a+')
-    try:
-        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        f.seek(0)
-        pid = f.read().strip() or '?'
-        f.close()
-        raise UserError(f'--snapshot_pref {folder} is in use by another run (PID {pid}); wait '
-                        'for it to end, or choose another --snapshot_pref') from None
-    f.truncate(0)
-    f.write(f'{os.getpid()}\n')
-    f.flush()
-    _held['lock'] = f
+    _held['lock'] = hold(folder / LOCK, f'--snapshot_pref {folder} is in use by another run '
+                         '(PID {pid}); wait for it to end, or choose another --snapshot_pref')
 
 
 def release_lock():

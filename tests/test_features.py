@@ -1,0 +1,273 @@
+"""features/: from video files to the AVE release's features (log-mel front end, VGGish,
+VGG-19 and its Keras weights, decoding, the resumable extraction)."""
+import pickle
+
+import h5py
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from conftest import EXTRACT_FLAGS
+from core.errors import UserError
+from features import extract, logmel
+from features.make_video import write_video
+from features.vgg19 import VGG19Pool5, build_vgg19, keras_layer_names, read_keras_h5
+from features.vggish import VGGish, build_vggish
+from tools.extract_features import main as extract_main
+
+RATE = logmel.SAMPLE_RATE
+
+
+def tone(seconds, hz, start=0.0):
+    t = np.arange(round(seconds * RATE)) / RATE
+    return 0.5 * np.sin(2 * np.pi * hz * t) * (t >= start)
+
+
+# ----------------------------------------------------------------------------- log-mel
+
+def test_a_pure_tone_lands_in_the_mel_band_centred_nearest_to_it():
+    edges = np.linspace(logmel.hertz_to_mel(125), logmel.hertz_to_mel(7500), 66)
+    for hz in (300.0, 1000.0, 4000.0):
+        spec = logmel.log_mel(tone(1, hz))
+        nearest = np.abs(edges[1:-1] - logmel.hertz_to_mel(hz)).argmin()
+        assert (spec.argmax(1) == nearest).all(), hz
+
+
+def test_frames_and_examples_follow_the_vggish_definition():
+    assert logmel.MEL.shape == (257, 64) and not logmel.MEL[0].any()   # DC in no band
+    assert logmel.log_mel(np.zeros(400)).shape == (1, 64)               # 25 ms: one frame
+    assert logmel.log_mel(np.zeros(16000)).shape == (98, 64)            # 1 + (16000-400)//160
+    assert np.allclose(logmel.log_mel(np.zeros(400)), np.log(0.01))     # silence: log(offset)
+    sound = tone(10, 1000, start=5.0)
+    spec = logmel.log_mel(sound)
+    for framing, step in (('release', 96), ('aligned', 100)):
+        ex = logmel.examples(sound, 10, framing)
+        assert ex.shape == (10, 96, 64) and ex.dtype == np.float32
+        for k in range(10):   # example k is frames [k * step, k * step + 96)
+            assert np.allclose(ex[k], spec[k * step:k * step + 96], atol=1e-5)
+    # A tone from second 5: whole examples 5.. when aligned; with the release's back-to-back
+    # framing example 5 (4.80 .. 5.76 s) is silent for its first 20 frames.
+    silent = np.log(0.01)
+    aligned, release = logmel.examples(sound, 10, 'aligned'), logmel.examples(sound, 10, 'release')
+    assert np.allclose(aligned[4], silent) and (aligned[5] > silent + 1).any(axis=1).all()
+    heard = (release[5] > silent + 1).any(axis=1)
+    assert not heard[:18].any() and heard[21:].all()
+    # Short audio is padded with silence to the examples it needs.
+    assert np.allclose(logmel.examples(np.zeros(100), 3)[2], silent)
+
+
+# ----------------------------------------------------------------------------- networks
+
+def keras_file(path, channels, drop=None):
+    """A Keras-layout VGG-19 weights file (layer groups holding '<layer>/kernel:0' (H, W, I, O)
+    and 'bias:0'), every convolution with `channels` outputs; `drop`: a layer left out."""
+    rng = np.random.default_rng(0)
+    kernels = {}
+    with h5py.File(path, 'w') as f:
+        f.attrs['layer_names'] = [n.encode() for n in keras_layer_names()]
+        in_channels = 3
+        for name in keras_layer_names():
+            if name == drop:
+                continue
+            kernels[name] = (rng.standard_normal((3, 3, in_channels, channels)).astype('f4'),
+                             rng.standard_normal(channels).astype('f4'))
+            group = f.create_group(name).create_group(name)
+            group['kernel:0'], group['bias:0'] = kernels[name]
+            in_channels = channels
+    return kernels
+
+
+def test_keras_kernels_become_torch_convolutions(tmp_path):
+    kernels = keras_file(tmp_path / 'tiny.h5', channels=2)
+    state = read_keras_h5(tmp_path / 'tiny.h5', '--vgg19_weights')
+    kernel, bias = kernels['block1_conv1']
+    weight = state['features.0.weight']
+    assert weight.shape == (2, 3, 3, 3)                     # (out, in, H, W) from (H, W, in, out)
+    assert torch.equal(weight, torch.from_numpy(kernel).permute(3, 2, 0, 1))
+    assert state['features.34.weight'].shape == (2, 2, 3, 3)   # block5_conv4
+    # One output position by hand: out[o, y, x] = b[o] + sum K[h, w, i, o] * in[i, y+h-1, x+w-1].
+    image = torch.randn(1, 3, 5, 5)
+    conv = nn.Conv2d(3, 2, 3, padding=1)
+    conv.load_state_dict({'weight': weight, 'bias': state['features.0.bias']})
+    y, x, o = 2, 1, 1
+    by_hand = bias[o] + sum(kernel[h, w, i, o] * image[0, i, y + h - 1, x + w - 1].item()
+                            for h in range(3) for w in range(3) for i in range(3))
+    assert conv(image)[0, o, y, x].item() == pytest.approx(by_hand, rel=1e-5)
+
+
+def test_a_weights_file_of_the_wrong_network_or_shape_is_one_line(tmp_path):
+    keras_file(tmp_path / 'narrow.h5', channels=2)
+    with pytest.raises(UserError, match=r'does not fit VGG-19: features.0.weight has shape '
+                                        r'\(2, 3, 3, 3\), the network needs \(64, 3, 3, 3\)'):
+        build_vgg19(str(tmp_path / 'narrow.h5'))
+    keras_file(tmp_path / 'partial.h5', channels=2, drop='block5_conv4')
+    with pytest.raises(UserError, match='not a Keras VGG-19 weights file: it has no layer '
+                                        'block5_conv4'):
+        build_vgg19(str(tmp_path / 'partial.h5'))
+    torch.save({'features.0.weight': torch.zeros(64, 1, 3, 3)}, tmp_path / 'vggish.pth')
+    with pytest.raises(UserError, match='is not VGG-19 weights: it lacks features.0.bias'):
+        build_vgg19(str(tmp_path / 'vggish.pth'))
+    torch.save({'fc.weight': torch.zeros(2, 2)}, tmp_path / 'other.pth')
+    with pytest.raises(UserError, match='is not VGGish weights: it lacks features.0.weight'):
+        build_vggish(str(tmp_path / 'other.pth'))
+    (tmp_path / 'text.pth').write_text('weights\n')
+    with pytest.raises(UserError, match='is not a PyTorch weights file'):
+        build_vggish(str(tmp_path / 'text.pth'))
+
+
+class Payload:
+    def __reduce__(self):
+        import os
+        return os.system, ('touch PWNED',)
+
+
+def test_a_weights_file_that_would_run_code_is_refused(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with open('evil.pth', 'wb') as f:
+        pickle.dump({'features.0.weight': Payload()}, f, protocol=2)
+    with pytest.raises(UserError, match='not a PyTorch weights file that loads as plain tensors'):
+        build_vggish('evil.pth')
+    assert not (tmp_path / 'PWNED').exists()
+
+
+def test_vggish_has_the_parameter_names_and_shapes_of_the_port_users_download():
+    shapes = {k: tuple(v.shape) for k, v in VGGish().state_dict().items()}
+    assert shapes == {
+        'features.0.weight': (64, 1, 3, 3), 'features.0.bias': (64,),
+        'features.3.weight': (128, 64, 3, 3), 'features.3.bias': (128,),
+        'features.6.weight': (256, 128, 3, 3), 'features.6.bias': (256,),
+        'features.8.weight': (256, 256, 3, 3), 'features.8.bias': (256,),
+        'features.11.weight': (512, 256, 3, 3), 'features.11.bias': (512,),
+        'features.13.weight': (512, 512, 3, 3), 'features.13.bias': (512,),
+        'embeddings.0.weight': (4096, 12288), 'embeddings.0.bias': (4096,),
+        'embeddings.2.weight': (4096, 4096), 'embeddings.2.bias': (4096,),
+        'embeddings.4.weight': (128, 4096), 'embeddings.4.bias': (128,)}
+
+
+def test_keras_weights_get_caffe_preprocessing_and_torchvision_weights_their_own():
+    frame = torch.tensor([255, 0, 0], dtype=torch.uint8).expand(1, 224, 224, 3)   # red
+    caffe, tv = VGG19Pool5(caffe=True), VGG19Pool5(caffe=False)
+    caffe.features = tv.features = nn.Identity()      # see the network's input
+    pixel = caffe(frame)[0, 0, 0]                      # BGR minus the BGR means, 0..255
+    assert pixel.tolist() == pytest.approx([-103.939, -116.779, 255 - 123.68])
+    pixel = tv(frame)[0, 0, 0]                         # RGB in [0, 1], ImageNet mean and std
+    assert pixel.tolist() == pytest.approx([(1 - 0.485) / 0.229, -0.456 / 0.224, -0.406 / 0.225])
+
+
+# ----------------------------------------------------------------------------- extraction
+
+def test_each_video_gives_one_row_per_window_and_bad_videos_are_one_line_each(extracted,
+                                                                              video_folder):
+    out, status, errors = extracted
+    assert status == 2
+    for name, why in (('short.mkv', 'shorter than one second'), ('silent.mkv', 'no audio stream'),
+                      ('soundonly.mkv', 'no video stream'),
+                      ('notavideo.mp4', 'not a readable video'),
+                      ('truncated.mp4', 'not a readable video')):
+        lines = [e for e in errors if name in e and why in e]
+        assert len(lines) == 2, (name, errors)   # as it happens, and in the list at the end
+    assert errors[-1] == f'error: 5 of 7 videos failed (listed above); the others are in {out}'
+    rows = extract.read_videos_txt(out / 'videos.txt')
+    assert [(r, start, end, f.rsplit('/', 1)[1]) for r, start, end, f in rows] == [
+        (0, 0, 10, 'long.mp4'), (1, 10, 20, 'long.mp4'), (2, 20, 25, 'long.mp4'),
+        (3, 0, 10, 'shift.mkv')]
+    with h5py.File(out / 'audio_feature.h5') as a, h5py.File(out / 'visual_feature.h5') as v:
+        assert a['avadataset'].shape == (4, 10, 128) and a['avadataset'].dtype == np.float32
+        assert v['avadataset'].shape == (4, 10, 7, 7, 512)
+        assert '"weights": "random"' in v['avadataset'].attrs['extraction']
+        audio, visual = a['avadataset'][2], v['avadataset'][2]
+    # long.mp4's last window: 5 s of video, then its last slide frozen and silence.
+    assert np.array_equal(visual[5:], np.broadcast_to(visual[5], visual[5:].shape))
+    assert np.array_equal(audio[6:], np.broadcast_to(audio[6], audio[6:].shape))
+    assert not np.array_equal(visual[1], visual[3])   # slides from 20 and 22.5 s
+
+
+def test_features_change_where_the_video_does_and_nowhere_else(extracted):
+    out = extracted[0]
+    with h5py.File(out / 'audio_feature.h5') as a, h5py.File(out / 'visual_feature.h5') as v:
+        audio, visual = a['avadataset'][3], v['avadataset'][3]   # shift.mkv
+    changes = lambda x: [s for s in range(1, 10)
+                         if np.abs(x[s] - x[s - 1]).max() > 1e-3 * np.abs(x).max()]
+    assert changes(visual) == [3]      # the picture changes at second 3
+    assert changes(audio) == [5]       # the tone starts at second 5 (aligned framing)
+
+
+def test_an_interrupted_extraction_continues_to_the_same_files(tmp_path, monkeypatch):
+    # Three videos of 1, 1 and 2 s in windows of 1 s, a part per video: 1 + 1 + 2 rows.
+    for i, seconds in enumerate((1, 1, 2)):
+        write_video(tmp_path / f'v{i}.mkv', seconds, colors=((50 * i, 90, 200),),
+                    tone_hz=300 + 200 * i)
+    argv = [str(tmp_path / f'v{i}.mkv') for i in range(3)] + [
+        '--segments', '1', '--chunk', '1', *EXTRACT_FLAGS]
+    extract_main(argv + ['--out', str(tmp_path / 'whole')])
+
+    saved = extract.Store.save_part
+
+    def save_then_stop(self, first, results):
+        saved(self, first, results)
+        if first == 1:
+            raise KeyboardInterrupt
+    monkeypatch.setattr(extract.Store, 'save_part', save_then_stop)
+    with pytest.raises(SystemExit) as stopped:
+        extract_main(argv + ['--out', str(tmp_path / 'resumed')])
+    assert stopped.value.code == 130
+    assert sorted(p.name for p in (tmp_path / 'resumed' / '.extract').iterdir()) == [
+        'extraction.json', 'part_0000000.h5', 'part_0000001.h5']
+    monkeypatch.setattr(extract.Store, 'save_part', saved)
+    calls = []
+    monkeypatch.setattr(extract.Extractor, '__call__',
+                        lambda self, path, call=extract.Extractor.__call__:
+                        calls.append(path) or call(self, path))
+    extract_main(argv + ['--out', str(tmp_path / 'resumed')])
+    assert [c.rsplit('/', 1)[1] for c in calls] == ['v2.mkv']   # only the video not yet saved
+    for name in ('audio_feature.h5', 'visual_feature.h5'):
+        with h5py.File(tmp_path / 'whole' / name) as a, h5py.File(tmp_path / 'resumed' / name) as b:
+            assert a['avadataset'].shape[:2] == (4, 1)
+            assert np.array_equal(a['avadataset'][()], b['avadataset'][()])
+    assert ((tmp_path / 'whole' / 'videos.txt').read_text().replace('whole', '')
+            == (tmp_path / 'resumed' / 'videos.txt').read_text().replace('resumed', ''))
+    assert not (tmp_path / 'resumed' / '.extract').exists()
+    # The same command once more has nothing left to do; other settings are refused.
+    calls.clear()
+    extract_main(argv + ['--out', str(tmp_path / 'resumed')])
+    assert calls == []
+    with pytest.raises(SystemExit):
+        extract_main(argv + ['--out', str(tmp_path / 'resumed'), '--frames_per_segment', '2'])
+    # float16 files hold the same features, rounded (and a batch size changes nothing).
+    extract_main(argv[:1] + argv[3:] + ['--out', str(tmp_path / 'half'), '--dtype', 'float16',
+                                        '--frame_batch', '1'])
+    for name in ('audio_feature.h5', 'visual_feature.h5'):
+        with h5py.File(tmp_path / 'whole' / name) as a, h5py.File(tmp_path / 'half' / name) as b:
+            assert b['avadataset'].dtype == np.float16
+            assert np.allclose(b['avadataset'][0], a['avadataset'][0], rtol=1e-3, atol=1e-4)
+
+
+@pytest.mark.parametrize('flags, message', [
+    (['--frames_per_segment', '0'], '--frames_per_segment 0 is invalid: must be > 0'),
+    (['--segments', '-1'], '--segments -1 is invalid: must be > 0'),
+    (['--chunk', '0'], '--chunk 0 is invalid: must be > 0'),
+    (['--vgg19_weights', 'nowhere.h5'], "--vgg19_weights nowhere.h5 not found; give 'keras', "
+                                        "'imagenet' or the path of a weights file"),
+    (['--vggish_weights', 'nowhere.pth'],
+     "--vggish_weights nowhere.pth not found; give 'download' or the path of a weights file"),
+])
+def test_bad_flags_are_one_line(flags, message, video_folder, tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        extract_main([str(video_folder / 'shift.mkv'), '--out', str(tmp_path), *flags])
+    assert e.value.code == 2
+    assert capsys.readouterr().err.strip() == f'error: {message}'
+    assert list(tmp_path.iterdir()) == []   # nothing written
+
+def test_one_extraction_per_folder(video_folder, tmp_path, capsys):
+    import os
+
+    from core.lock import hold
+    held = hold(tmp_path / '.extract.lock', 'busy')   # as another extraction would
+    with pytest.raises(SystemExit) as e:
+        extract_main([str(video_folder / 'shift.mkv'), '--out', str(tmp_path), *EXTRACT_FLAGS])
+    held.close()
+    assert e.value.code == 2
+    assert capsys.readouterr().err.strip() == (
+        f'error: {tmp_path} is in use by another extraction (PID {os.getpid()}); wait for it '
+        'to end, or choose another folder')
