@@ -78,12 +78,13 @@ class FrameSampler:
         self.next = 0                       # index of the next instant to assign
         self.current = Segments(0)
         self.previous = None                # (frame, its converted picture or None)
-        self.first_frame = None
 
     def instant(self, j):
         return j // self.per_segment + (j % self.per_segment + 0.5) / self.per_segment
 
     def picture(self):
+        """Index in the current batch of the previous frame's picture, converting it on its
+        first use in the batch (it is then the batch's last picture)."""
         frame, picture = self.previous
         if picture is None:
             picture = frame.to_ndarray(width=IMAGE_SIZE, height=IMAGE_SIZE, format='rgb24',
@@ -123,9 +124,9 @@ class FrameSampler:
 
 
 def decode(path, per_segment, segments_per_batch, on_frames):
-    """Decode `path` in one pass. Calls `on_frames(Segments)` for each `segments_per_batch`
-    segments as soon as their frames are known (the last batch padded up to whole windows
-    by the caller's `segments_per_batch` multiple); returns Decoded."""
+    """Decode `path` in one pass. Calls `on_frames(Segments)` for every `segments_per_batch`
+    consecutive segments (a window) as soon as their frames are known, up to the end of the
+    window holding the video's last second; returns Decoded."""
     container = open_video(path)
     with container:
         video, audio = container.streams.video[0], container.streams.audio[0]
