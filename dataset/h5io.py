@@ -22,8 +22,9 @@ def write_h5(path, key, array):
         f.create_dataset(key, data=np.asarray(array))
 
 
-def write_h5_chunked(path, key, shape, dtype, blocks):
-    """Write dataset `key` of `shape`/`dtype` from an iterable of row blocks, atomically.
+def write_h5_chunked(path, key, shape, dtype, blocks, attrs=None):
+    """Write dataset `key` of `shape`/`dtype` from an iterable of row blocks, atomically;
+    `attrs` (name -> value), if given, become the dataset's attributes.
 
     `blocks` yields arrays whose first axes concatenate to `shape[0]` rows and whose other
     axes equal `shape[1:]`; each block is cast to `dtype` as it is written, so only one
@@ -33,6 +34,7 @@ def write_h5_chunked(path, key, shape, dtype, blocks):
     shape = tuple(shape)
     with atomic_path(path) as tmp, h5py.File(tmp, 'x') as f:
         dset = f.create_dataset(key, shape=shape, dtype=dtype)
+        dset.attrs.update(attrs or {})
         row = 0
         for block in blocks:
             if block.shape[1:] != shape[1:] or row + len(block) > shape[0]:

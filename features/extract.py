@@ -33,6 +33,7 @@ from core.atomic import atomic_path, write_json, write_text
 from core.errors import EXIT_USER_ERROR, UserError, stop
 from core.lock import hold
 from dataset import layout as L
+from dataset.h5io import write_h5_chunked
 from features import logmel
 from features.video import VideoError, decode
 from features.vggish import EMBEDDING_DIM, embed
@@ -204,19 +205,11 @@ class Store:
                             f['seconds'][()].tolist())
         T = self.settings['segments']
         if rows:
-            origin = json.dumps(self.settings)
             for name, key, tail in ((L.AUDIO_FILES[0], 'audio', (EMBEDDING_DIM,)),
                                     (L.VISUAL_FILE, 'visual', MAP_SHAPE)):
-                with atomic_path(self.out / name) as tmp, h5py.File(tmp, 'x') as f:
-                    ds = f.create_dataset(L.FEATURE_KEY, shape=(len(rows), T, *tail),
-                                          dtype=self.dtype, chunks=(1, T, *tail))
-                    ds.attrs[ORIGIN_ATTR] = origin
-                    at = 0
-                    for path in parts:   # one part in memory at a time
-                        with h5py.File(path, 'r') as p:
-                            block = p[key][()]
-                        ds[at:at + len(block)] = block
-                        at += len(block)
+                write_h5_chunked(self.out / name, L.FEATURE_KEY, (len(rows), T, *tail),
+                                 self.dtype, part_blocks(parts, key),
+                                 {ORIGIN_ATTR: json.dumps(self.settings)})
             lines = [VIDEOS_HEADER] + [
                 f'{r}\t{w * T}\t{min((w + 1) * T, round(seconds, 3)):g}\t{self.videos[i]}'
                 for r, (i, w, seconds) in enumerate(rows)]
@@ -234,6 +227,13 @@ class Store:
         lock = getattr(self, 'lock', None)
         if lock is not None:
             lock.close()   # closing the file releases the flock
+
+
+def part_blocks(parts, key):
+    """Dataset `key` of each part file in turn (one part in memory at a time)."""
+    for path in parts:
+        with h5py.File(path, 'r') as f:
+            yield f[key][()]
 
 
 def read_json(path):

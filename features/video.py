@@ -134,7 +134,7 @@ def decode(path, per_segment, segments_per_batch, on_frames):
         origin = container.start_time / 1e6 if container.start_time is not None else 0.0
         resampler = av.AudioResampler(format='flt', layout='mono', rate=SAMPLE_RATE)
         sampler = FrameSampler(per_segment, segments_per_batch)
-        pending, chunks = [], []
+        chunks = []
         sound_start = None
         video_end = 0.0
         frame_count = 0
@@ -151,9 +151,8 @@ def decode(path, per_segment, segments_per_batch, on_frames):
                     frame_count += 1
                     video_end = max(video_end, time + (float(frame.duration * frame.time_base)
                                                        if frame.duration else 1 / rate))
-                    pending += sampler.add(frame, time)
-                    while pending:
-                        on_frames(pending.pop(0))
+                    for batch in sampler.add(frame, time):
+                        on_frames(batch)
             chunks += [f.to_ndarray().reshape(-1) for f in resampler.resample(None)]
         except (av.error.FFmpegError, OSError, ValueError, MemoryError) as e:
             raise VideoError(f'{path}: corrupt or unreadable data ({reason(e)})') from None

@@ -20,6 +20,7 @@ together, and its segments and events run over its whole length. Every bad input
 with one line and exit status 2; a bad video among several is listed at the end (exit 2)
 after the others' predictions are written.
 """
+import argparse
 import contextlib
 import csv
 import io
@@ -49,8 +50,6 @@ from utils.metrics import event_summary, merge_events, report  # noqa: E402
 from utils.report import make_folder, write_report  # noqa: E402
 
 CSV_FIELDS = ('index', 'row', 'video_id', 'class', 'class_name', 'start_s', 'end_s', 'score')
-EXTRACTION_KEYS = ('features', 'weights', 'vgg19_weights', 'vggish_weights',
-                   'frames_per_segment', 'audio_framing', 'frame_batch')
 
 
 def build_parser():
@@ -112,8 +111,10 @@ def parse_args(argv):
         raise UserError('--annotations goes with --data_root or --audio: the rows of extracted '
                         'videos are windows, not lines of Annotations.txt')
     if not args.video:
-        given = [f'--{k}' for k, v in vars(args).items()
-                 if k in EXTRACTION_KEYS and v != build_parser().get_default(k)]
+        extraction = argparse.ArgumentParser()     # the flags add_flags gives, and defaults
+        extract.add_flags(extraction, segments=False)
+        defaults = {'features': None, **vars(extraction.parse_args([]))}
+        given = [f'--{k}' for k, v in defaults.items() if getattr(args, k) != v]
         if given:
             raise UserError(f'{given[0]} goes with --video: it sets how features are extracted '
                             'from video files')
@@ -187,13 +188,20 @@ def read_inputs(args, device, folder=None):
 
 # ----------------------------------------------------------------------------- outputs
 
-def video_entry(index, row, names, preds, confidence, labels=None, annotation=None):
-    """The JSON record of one video: its segments, its events (and ground truth); `names`
-    are the checkpoint's label names."""
-    entry = {'index': index, 'row': int(row)}
+def row_head(index, row, annotation=None):
+    """What identifies a video given as a row of feature files: index, row (and its
+    Annotations.txt line)."""
+    head = {'index': index, 'row': int(row)}
     if annotation is not None:
-        entry['video_id'] = annotation.video_id
-        entry['annotated_class'] = annotation.category
+        head['video_id'] = annotation.video_id
+        head['annotated_class'] = annotation.category
+    return head
+
+
+def video_entry(head, names, preds, confidence, labels=None):
+    """The JSON record of one video: `head` (what identifies it), then its segments, its
+    events (and ground truth); `names` are the checkpoint's label names."""
+    entry = dict(head)
     segments = []
     for t, (c, p) in enumerate(zip(preds.tolist(), confidence.tolist())):
         segment = {'start_s': t, 'end_s': t + 1, 'class': c, 'class_name': names[c],
@@ -289,9 +297,8 @@ def video_file_entries(folder, names, preds, confidence):
         seconds = max(end for _, _, end in parts)
         length = max(1, math.ceil(seconds - TOLERANCE))   # segments with content in them
         p, c = preds[rows].reshape(-1)[:length], confidence[rows].reshape(-1)[:length]
-        entry = video_entry(i, rows[0], names, p, c)
-        del entry['index'], entry['row']
-        entries.append({'index': i, 'video': file, 'seconds': seconds, 'rows': rows, **entry})
+        entries.append(video_entry({'index': i, 'video': file, 'seconds': seconds, 'rows': rows},
+                                   names, p, c))
         series.append((p, c))
     return entries, series
 
@@ -340,9 +347,9 @@ def predict(args, state, device, out, folder):
         entries, series = video_file_entries(folder, names, preds, confidence)
     else:
         file_rows = data.source_rows[rows.cpu().numpy()]
-        entries = [video_entry(i, row, names, preds[i], confidence[i],
-                               None if labels is None else labels[i],
-                               None if annotations is None else annotations[row])
+        entries = [video_entry(row_head(i, row, None if annotations is None else annotations[row]),
+                               names, preds[i], confidence[i],
+                               None if labels is None else labels[i])
                    for i, row in enumerate(file_rows)]
         series = list(zip(preds, confidence))
     doc = {'checkpoint': str(args.checkpoint), 'setting': setting, 'epoch': state.get('epoch'),
