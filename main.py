@@ -18,15 +18,16 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 
 from core.atomic import write_json, write_text
-from core.errors import UserError, exit_on_user_error
+from core.errors import UserError, check_interrupt, exit_on_user_error
 from dataset.ave import feature_bytes, load_ave
 from dataset.layout import BACKGROUND_NAME
 from model import build_criterion, build_model, count_parameters, model_args
 from utils import distributed as dist
-from utils.checkpoint import (LAST, TRAINING_FIELDS, best_name, check_data, check_fields,
-                              check_setting, damaged_state, dropout_state, load_checkpoint,
-                              model_from_checkpoint, restore_rng_state, rng_state,
-                              save_checkpoint, seed_everything, seed_rank)
+from utils.checkpoint import (LAST, TRAINING_FIELDS, WEIGHT_FIELDS, best_name, check_data,
+                              check_fields, check_setting, check_training_state, damaged_state,
+                              dropout_state, load_checkpoint, model_from_checkpoint,
+                              restore_rng_state, rng_state, save_checkpoint, seed_everything,
+                              seed_rank)
 from utils.config import EVAL_OVERRIDABLE, dump_config, parse_config, resume_config, with_saved
 from utils.device import (allocation_errors, configure_torch, free_memory, keep_freed_memory,
                           resolve_device)
@@ -37,7 +38,7 @@ from utils.logger import (log_epoch, log_report_images, setup_logging, tensorboa
 from utils.metrics import event_summary, report
 from utils.report import (majority_baseline, make_folder, run_summary, write_report,
                           write_report_with_figures)
-from utils.run_dir import (copy_source, interrupted, keep_best, prepare_run_dir,
+from utils.run_dir import (copy_source, interrupted, keep_best, prepare_run_dir, remove_best,
                            removed_on_failure)
 
 
@@ -71,6 +72,7 @@ def load_data(cfg, splits, setting, device, log, background=False):
     # The workers are forked from a process that may keep its freed memory (--reuse_memory);
     # they only pass batches on, and give back what they free.
     data.worker_init = release_freed_memory
+    check_interrupt()   # a Ctrl-C that a finalizer swallowed while the files were read
     size = feature_bytes(len(data.source_rows), data.shapes, dtype) / 2 ** 30
     workers = cfg['num_workers']
     where = ('in memory' if data.in_memory else 'streamed from the files ' + (
@@ -81,6 +83,37 @@ def load_data(cfg, splits, setting, device, log, background=False):
     log.info(f"features: {size:.2f} GiB as {cfg['feature_dtype']}, {where} ({why}; "
              f"{data.num_classes} classes, {data.shapes['num_segments']} segments per video)")
     return data
+
+
+def note_data_root(log, saved, cfg, explicit):
+    """A checkpoint never chooses the data folder (nor any path): say so when the one it
+    was trained on is not the one used now by default."""
+    trained_on = saved.get('data_root')
+    if 'data_root' not in explicit and trained_on not in (None, cfg['data_root']):
+        log.info(f"data: --data_root {cfg['data_root']} (the default; the checkpoint was "
+                 f'trained on {trained_on!r}, but paths are never taken from a checkpoint: '
+                 'pass --data_root to choose)')
+
+
+def restore_best(folder, best, state, source, log):
+    """The best epoch of resumed checkpoint `state` (from folder `source`), its file kept in
+    run folder `folder`. A best checkpoint found in neither folder is written again from
+    `state` when that is the best epoch; otherwise the run says so and names no file
+    (metrics.json's best_checkpoint is null) until a later epoch is better."""
+    name = best['checkpoint']
+    if name is None or keep_best(folder, name, source):
+        return best
+    if best['epoch'] == state['epoch']:
+        save_checkpoint({**{k: state[k] for k in WEIGHT_FIELDS if k in state},
+                         'val_accuracy': best['val_accuracy'],
+                         'test_accuracy': best['test_accuracy']}, folder / name)
+        log.warning(f'warning: the best checkpoint {name} was missing; written again from '
+                    f"{LAST} (epoch {state['epoch']}, the best epoch)")
+        return best
+    log.warning(f"warning: the best checkpoint {name} (epoch {best['epoch']}) is in neither "
+                f'{folder} nor {source}; its weights are lost, so no best checkpoint is named '
+                'until a later epoch does better')
+    return {**best, 'checkpoint': None}
 
 
 def evaluate_checkpoint(setting, cfg, run, explicit):
@@ -100,6 +133,7 @@ def evaluate_checkpoint(setting, cfg, run, explicit):
     cfg = {**with_saved(cfg, saved, path), **given}
     configure_torch(cfg)
     device = dist.setup(resolve_device(cfg['device']))
+    note_data_root(log, saved, cfg, explicit)
     data = load_data(cfg, ('test',), setting, device, log)
     names = (*check_data(state, path, data.describe()), BACKGROUND_NAME)
     model = model_from_checkpoint(state, path, data.sizes).to(device)
@@ -130,6 +164,7 @@ def train(setting, cfg, run, explicit):
             raise UserError(f"{run['resume']} holds only a model; resume training from the "
                             f'{LAST} of its run folder')
         check_fields(state, run['resume'], TRAINING_FIELDS)
+        check_training_state(state, run['resume'])
         cfg = resume_config(state['config'], cfg, explicit, run['resume'])
         if 'snapshot_pref' not in explicit:
             cfg['snapshot_pref'] = str(Path(run['resume']).parent)
@@ -145,6 +180,7 @@ def train(setting, cfg, run, explicit):
     if writes:
         folder, new = prepare_run_dir(cfg['snapshot_pref'], resume=run['resume'],
                                       overwrite=run['overwrite'])
+        dist.tell_launcher(folder)
     else:
         folder, new = Path(cfg['snapshot_pref']), False
     progress = cfg['progress'] and writes
@@ -152,6 +188,8 @@ def train(setting, cfg, run, explicit):
     with (removed_on_failure(folder, new, resuming=state is not None) if writes
           else contextlib.nullcontext()):
         log = setup_logging(folder / 'train.log' if writes else None, quiet=not writes)
+        if state is not None:
+            note_data_root(log, state['config'], cfg, explicit)
         seed_everything(cfg['seed'])
         generator = torch.Generator().manual_seed(cfg['seed'])   # the order of training videos
         data = load_data(cfg, ('train', 'val', 'test'), setting, device, log,
@@ -182,8 +220,8 @@ def train(setting, cfg, run, explicit):
                 scheduler.load_state_dict(state['scheduler'])
                 restore_rng_state(state['rng'], generator, device, rank, world, cfg['seed'])
                 best, history, start = state['best'], state['history'], state['epoch'] + 1
-                if writes:
-                    keep_best(folder, best['checkpoint'], Path(run['resume']).parent)
+            if writes:
+                best = restore_best(folder, best, state, Path(run['resume']).parent, log)
             log.info(f"resuming {run['resume']} at epoch {start}")
         else:
             seed_rank(cfg['seed'], rank)
@@ -247,17 +285,18 @@ def train(setting, cfg, run, explicit):
                              'rng': rng_state(generator, rank_states),
                              'best': best, 'history': history}, folder / LAST)
             if previous_best and previous_best != best['checkpoint']:
-                (folder / previous_best).unlink(missing_ok=True)
+                remove_best(folder, previous_best)
             write_json(folder / 'metrics.json', run_summary(setting, cfg, best, history, baseline))
     if not writes:
         return None
     writer.close()
 
-    if best['checkpoint']:
+    if best['epoch']:
         log.info(f"best epoch {best['epoch']} (selected on {cfg['select_on']}): val accuracy "
                  f"{best['val_accuracy']:.3f}, test accuracy {best['test_accuracy']:.3f}")
         log.info(f"majority-class baseline (every segment '{names[label]}'): val "
                  f"{baseline['val_accuracy']:.3f}, test {baseline['test_accuracy']:.3f}")
-        log.info(f"checkpoint: {folder / best['checkpoint']}")
+        log.info(f"checkpoint: {folder / best['checkpoint']}" if best['checkpoint'] else
+                 f"checkpoint: none (the file of epoch {best['epoch']} is missing)")
     log.info(f'TensorBoard: {tensorboard_command(folder)}')
     return run_summary(setting, cfg, best, history, baseline)

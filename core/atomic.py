@@ -1,9 +1,11 @@
 """Atomic files: a file appears whole under its final name, or not at all.
 
-Every file the project writes (checkpoints, metrics, reports, HDF5 labels and features)
-goes through `atomic_path`: it is written to a hidden temporary name beside its
-destination, fsynced, renamed over the destination (atomic within one file system) and the
-folder fsynced, so a crash at any moment leaves the old file or the new one.
+The files a run or a tool writes whole (checkpoints, metrics, reports, configs,
+predictions, HDF5 labels and features) go through `atomic_path`: each is written to a
+hidden temporary name beside its destination, fsynced, renamed over the destination
+(atomic within one file system) and the folder fsynced, so a crash at any moment leaves
+the old file or the new one. What grows as a run goes (train.log, TensorBoard's events)
+is appended to instead, and the copy of the code is copied file by file.
 """
 import contextlib
 import errno
@@ -44,13 +46,22 @@ def atomic_path(path, size=None):
             raise
         fsync(path.parent)   # make the rename itself durable
     except OSError as e:
-        reason = e.strerror or str(e)
-        if e.errno in (errno.ENOSPC, errno.EDQUOT):
-            free = shutil.disk_usage(path.parent).free
-            needed = f', {size / 2**20:.1f} MiB needed' if size is not None else ''
-            reason += f': {free / 2**20:.1f} MiB free on the disk of {path.parent}{needed}'
-        raise UserError(f'could not write {path} ({reason}); the previous {path.name}, '
-                        'if any, is intact; free disk space or choose another folder') from None
+        raise write_error(path, e, size) from None
+
+
+def write_error(path, e, size=None):
+    """The one-line UserError for OSError `e` (a full disk, a vanished or read-only folder)
+    met while writing `path`: for a full disk, with the space free there and the `size`
+    (bytes) the file needs, where known."""
+    path = Path(path)
+    # The OS's words for the errno: HDF5's own message spans lines and names buffers.
+    reason = os.strerror(e.errno) if e.errno else ' '.join(str(e).split())[:160]
+    if e.errno in (errno.ENOSPC, errno.EDQUOT):
+        free = shutil.disk_usage(path.parent).free
+        needed = f', {size / 2**20:.1f} MiB needed' if size is not None else ''
+        reason += f': {free / 2**20:.1f} MiB free on the disk of {path.parent}{needed}'
+    return UserError(f'could not write {path} ({reason}); the previous {path.name}, '
+                     'if any, is intact; free disk space or choose another folder')
 
 
 def fsync(path):

@@ -8,6 +8,7 @@ for data bigger than memory, streamed from the files batch by batch (dataset/str
 `load_videos` does the same for a pair of feature files of new videos (tools/predict.py).
 """
 import contextlib
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from core.errors import check_interrupt
 from dataset import layout as L
 from dataset.h5io import DataError, open_h5, read_all, read_key, read_rows
 from dataset.stream import FeatureReader, stored, stream
@@ -300,6 +302,7 @@ def read_features(ds, rows, out, desc, progress, skip):
     """
     with tqdm(total=len(rows), desc=desc, unit='video', disable=not progress, leave=False) as bar:
         for start in range(0, len(rows), CHUNK_VIDEOS):
+            check_interrupt()
             chunk = rows[start:start + CHUNK_VIDEOS]
             block = stored(read_rows(ds, chunk), out.dtype, ds.file.filename, chunk, skip)
             out[start:start + len(chunk)] = block.to(out.device)
@@ -339,10 +342,24 @@ def load_ave(root, splits=('train', 'val', 'test'), setting='supervised', backgr
     `memory_budget` bytes. Raises DataError (one line) on any problem.
     """
     root = Path(root)
-    if not root.is_dir():
-        what = 'is a file, not a folder' if root.exists() else 'does not exist'
-        raise DataError(f'data folder {root.resolve()} {what}; pass --data_root DIR '
-                        f'with the AVE files (features come from {L.FEATURE_SOURCES})')
+    try:
+        readable = os.access(root, os.R_OK | os.X_OK)
+        if not root.is_dir():
+            what = 'is a file, not a folder' if root.exists() else 'does not exist'
+            raise DataError(f'data folder {root.resolve()} {what}; pass --data_root DIR '
+                            f'with the AVE files (features come from {L.FEATURE_SOURCES})')
+        if not readable:
+            raise PermissionError(13, 'Permission denied', str(root))
+        return _load_folder(root, splits, setting, background, device, feature_dtype,
+                            progress, in_memory, memory_budget, workers, prefetch)
+    except PermissionError as e:
+        raise DataError(f'data folder {root}: permission denied on {e.filename or root}; give '
+                        'your user read access to the folder and its files (chmod u+rx on the '
+                        'folder), or pass another --data_root') from None
+
+
+def _load_folder(root, splits, setting, background, device, feature_dtype, progress,
+                 in_memory, memory_budget, workers, prefetch):
     weak = setting == 'weak'
     wanted = {'audio': (L.AUDIO_FILES, FEATURES), 'visual': (L.VISUAL_FILE, FEATURES),
               'labels': (L.LABELS_FILE, LABELS),

@@ -65,6 +65,9 @@ def reading(path):
         yield
     except H5_ERRORS as e:
         reason = str(e).strip("'").splitlines()[0][:160] if str(e) else type(e).__name__
+        if getattr(e, 'errno', None) == 13 or 'errno = 13' in str(e):
+            raise DataError(f'{path} cannot be read (permission denied); give your user read '
+                            'access to it') from None
         if 'unable to lock file' in reason:
             raise DataError(f'{path} is in use by another process, which holds its HDF5 file '
                             'lock; wait for that process to finish') from None

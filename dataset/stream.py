@@ -7,15 +7,36 @@ wraps it in a DataLoader whose worker processes read the next batches while the 
 trains on the current one (prefetch), into pinned memory when the device is a GPU. The
 batches and their order are the caller's, so streaming trains on exactly the batches the
 in-memory path would.
+
+A run reads the files for hours: before every read, the reader checks that each file is
+still the one the run started with (same device, inode, size and modification time), so
+a file replaced or rewritten mid-run stops the run instead of training it on other data.
+A worker process that dies (the OOM killer, kill -9) stops it with one line too.
 """
 import os
+import signal
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from core.errors import Resumable
 from dataset.h5io import DataError, open_h5, read_key, read_rows
 from dataset import layout as L
+
+
+class FileChanged(DataError, Resumable):
+    """A feature file is no longer the one the run started with."""
+
+
+class WorkerDied(DataError, Resumable):
+    """A DataLoader worker process died."""
+
+
+def identity(path):
+    """What tells a file from its replacement: device, inode, size, modification time."""
+    st = os.stat(path)
+    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns
 
 
 def stored(block, dtype, path, rows, skip):
@@ -43,9 +64,9 @@ class FeatureReader(Dataset):
     `paths`: {'audio', 'visual'} files of the event videos and, where background videos are
     used, {'noisy_audio', 'noisy_visual'}; `source_rows[r]` is data row r's row in those
     files (-1-m for background video m). Each process opens the files itself on first use,
-    so a worker never shares an HDF5 handle with its parent. A bad value is returned as
-    {'error': message} (and raised by `stream` as one DataError line), not as a worker's
-    traceback.
+    so a worker never shares an HDF5 handle with its parent. A bad value or a changed file
+    is returned as {'error': DataError} (and raised by `stream` as one line), not as a
+    worker's traceback.
     """
 
     def __init__(self, paths, source_rows, dtype):
@@ -53,8 +74,21 @@ class FeatureReader(Dataset):
         self.source_rows = np.asarray(source_rows)
         self.dtype = dtype
         self.files, self.pid = None, None
+        self.identities = {k: identity(p) for k, p in self.paths.items()}
+
+    def check_files(self):
+        for key, path in self.paths.items():
+            try:
+                same = identity(path) == self.identities[key]
+            except OSError:
+                same = False
+            if not same:
+                raise FileChanged(f'{path} was replaced, changed or removed while this run '
+                                  'was reading it; the run stopped rather than train on other '
+                                  'data (put the original file back to continue)')
 
     def datasets(self):
+        self.check_files()
         if self.pid != os.getpid():
             self.files = {k: read_key(open_h5(p), L.FEATURE_KEY) for k, p in self.paths.items()}
             self.pid = os.getpid()
@@ -64,7 +98,7 @@ class FeatureReader(Dataset):
         try:
             return self.read(rows)
         except DataError as e:
-            return {'error': str(e)}
+            return {'error': e}
 
     def read(self, rows):
         source = self.source_rows[np.asarray(rows)]
@@ -101,8 +135,31 @@ def stream(reader, batches, device, workers, prefetch, worker_init=None):
                         # Its own generator: the workers' seeds must not draw from torch's
                         # global RNG, which the model's dropout uses.
                         generator=torch.Generator())
-    for rows, item in zip(batches, loader):
-        if 'error' in item:
-            raise DataError(item['error'])
-        yield (rows, item['audio'].to(device, non_blocking=True).float(),
-               item['visual'].to(device, non_blocking=True).float())
+    items = iter(loader)
+    try:
+        for rows in batches:
+            try:
+                item = next(items)
+            except RuntimeError as e:
+                if 'DataLoader worker' not in str(e):
+                    raise
+                raise WorkerDied(f'a data worker process died ({worker_death(items)})') from None
+            if 'error' in item:
+                raise item['error']
+            yield (rows, item['audio'].to(device, non_blocking=True).float(),
+                   item['visual'].to(device, non_blocking=True).float())
+    finally:
+        # Stop the workers now: an error's traceback through this frame would keep them
+        # until a garbage collection, when their queues may be gone (10 s of timeouts).
+        del items
+
+
+def worker_death(items):
+    """How a worker of DataLoader iterator `items` died: the signal that killed it, or its
+    exit status."""
+    codes = [w.exitcode for w in getattr(items, '_workers', []) if w.exitcode]
+    if not codes:
+        return 'it exited unexpectedly'
+    if codes[0] < 0:
+        return f'signal {-codes[0]}, {signal.Signals(-codes[0]).name}'
+    return f'exit status {codes[0]}'

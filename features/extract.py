@@ -17,6 +17,7 @@ Work is saved in parts of `chunk` videos under `<out>/.extract/` (each written w
 not at all), so an interrupted run loses at most one part and the same command continues
 where it stopped; the final files are assembled from the parts at the end.
 """
+import contextlib
 import json
 import math
 import os
@@ -29,7 +30,7 @@ import h5py
 import numpy as np
 import torch
 
-from core.atomic import atomic_path, write_json, write_text
+from core.atomic import atomic_path, temp_files, write_json, write_text
 from core.errors import EXIT_USER_ERROR, UserError, stop
 from core.lock import hold
 from dataset import layout as L
@@ -114,6 +115,21 @@ class Store:
         return {'videos': self.videos, 'settings': self.settings,
                 'dtype': np.dtype(self.dtype).name}
 
+    def open(self):
+        """Create and lock the folder, and delete what a killed run left behind: temporary
+        files of the final files, and the parts of a finished run that a kill stopped
+        deleting."""
+        try:
+            self.out.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise UserError(f'{self.out}: cannot create this folder ({e.strerror})') from None
+        self.lock = hold(self.out / LOCK, f'{self.out} is in use by another extraction (PID '
+                         '{pid}); wait for it to end, or choose another folder')
+        shutil.rmtree(self.out / (PARTS + '.done'), ignore_errors=True)
+        for name in OUTPUTS:
+            for tmp in temp_files(self.out, name):
+                tmp.unlink()
+
     def finished(self):
         """True when the folder already holds these videos' features made this way; a
         UserError when it holds other features."""
@@ -127,14 +143,7 @@ class Store:
                         'other videos or settings; choose another folder or delete them')
 
     def start(self):
-        """Lock and prepare the folder; returns the index of the first video not yet done."""
-        try:
-            self.out.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise UserError(f'{self.out}: cannot create this folder ({e.strerror})') from None
-        self.lock = hold(self.out / LOCK, f'{self.out} is in use by another extraction (PID '
-                         '{pid}); wait for it to end, or choose another folder')
-        shutil.rmtree(self.out / (PARTS + '.done'), ignore_errors=True)   # a killed clean-up
+        """Prepare the parts; returns the index of the first video not yet done."""
         if self.parts.is_dir() and (self.parts / MANIFEST).is_file():
             if read_json(self.parts / MANIFEST) != self.manifest():
                 raise UserError(f'{self.out} holds an unfinished extraction of other videos or '
@@ -216,17 +225,37 @@ class Store:
             write_text(self.out / VIDEOS_FILE, '\n'.join(lines) + '\n')
             write_json(self.out / MANIFEST, {**read_json(self.parts / MANIFEST),
                                              'failed': [list(f) for f in failures]})
-        # Renamed first (atomic), so that a kill while deleting leaves no half set of parts.
+        # Renamed first (atomic), so that a kill while deleting leaves no half set of parts
+        # (the next run in the folder deletes the rest).
         done = self.out / (PARTS + '.done')
         os.replace(self.parts, done)
         shutil.rmtree(done)
-        (self.out / LOCK).unlink()
         return len(rows)
 
-    def release(self):
+    def release(self, created):
+        """Unlock the folder. A finished folder keeps no lock file, and a folder this run
+        `created` is removed again when it holds nothing (bad weights, every video failed,
+        Ctrl-C before the first part)."""
         lock = getattr(self, 'lock', None)
-        if lock is not None:
-            lock.close()   # closing the file releases the flock
+        if lock is None:
+            return
+        if created and self.parts.is_dir() and not self.part_files():
+            shutil.rmtree(self.parts)
+        if not self.parts.is_dir():
+            (self.out / LOCK).unlink(missing_ok=True)
+        lock.close()   # closing the file releases the flock
+        if created:
+            with contextlib.suppress(OSError):   # not empty: it holds the features
+                self.out.rmdir()
+
+
+def check_name(path):
+    """videos.txt holds one tab-separated line per row: a file name with a line break, a
+    tab or another control character cannot be recorded there, so such a video is refused."""
+    if not str(path).isprintable():
+        raise VideoError(f'{ascii(str(path))}: its name holds a line break, tab or other control '
+                         'character, which videos.txt (one tab-separated line per row) cannot '
+                         'record; rename the file')
 
 
 def part_blocks(parts, key):
@@ -246,7 +275,8 @@ def read_json(path):
 def read_videos_txt(path):
     """[(row, start_s, end_s, file)] of a videos.txt, or a UserError naming the line."""
     entries = []
-    lines = Path(path).read_text().splitlines()
+    lines = Path(path).read_text().split('\n')
+    lines = lines[:-1] if lines and not lines[-1] else lines
     if not lines or lines[0] != VIDEOS_HEADER:
         raise UserError(f'{path} is not a videos.txt written by extract_features.sh (its first '
                         f'line must be "{VIDEOS_HEADER}")')
@@ -373,18 +403,20 @@ def extract_folder(videos, out, make_extractor, settings, dtype=np.float32, chun
     saved every `chunk` rows. Returns (rows written, [(video, reason) failed]);
     `on_error(line)` hears each failure as it happens."""
     store = Store(out, videos, settings, dtype)
-    if store.finished():   # extracted before, the same way
-        return (len(read_videos_txt(store.out / VIDEOS_FILE)),
-                [tuple(f) for f in read_json(store.out / MANIFEST).get('failed', [])])
-    extractor = make_extractor()   # bad weights stop the run before the folder is touched
+    created = not store.out.exists()
     try:
+        store.open()
+        if store.finished():   # extracted before, the same way
+            return (len(read_videos_txt(store.out / VIDEOS_FILE)),
+                    [tuple(f) for f in read_json(store.out / MANIFEST).get('failed', [])])
+        extractor = make_extractor()   # bad weights stop the run before any work
         return run(store, extractor, chunk, progress, on_error)
     finally:
-        store.release()
+        store.release(created)
 
 
 def run(store, extractor, chunk, progress, on_error):
-    """extract_folder's work, with the folder's lock held from store.start() on."""
+    """extract_folder's work, in the folder store.open() locked."""
     from tqdm import tqdm
     start, total = store.start(), len(store.videos)
     # A line on stderr between progress bars, not through one.
@@ -396,6 +428,7 @@ def run(store, extractor, chunk, progress, on_error):
     with bar:
         for i in range(start, total):
             try:
+                check_name(store.videos[i])
                 clip = extractor(store.videos[i])
                 rows += len(clip.audio)
                 results.append(clip)

@@ -9,8 +9,9 @@ of instants that use it. Pictures are resized to 224 x 224 without cropping (FFm
 bilinear scaler). Instants past the last frame see the last frame (a frozen picture);
 sound past the end of the audio is silence.
 
-Every problem with a file (not a video, no picture or no sound, corrupt, too short) is a
-VideoError: one line naming the file.
+Every problem with a file (not a video, no picture or no sound, corrupt, truncated: its
+streams end more than TRUNCATED seconds before the length its container declares, too
+short) is a VideoError: one line naming the file.
 """
 import math
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ from features.vgg19 import IMAGE_SIZE
 
 MIN_SECONDS = 1.0
 TOLERANCE = 0.01   # seconds of container rounding ignored when counting segments
+TRUNCATED = 0.5    # seconds missing from the length a container declares: a truncated file
 
 
 class VideoError(UserError):
@@ -164,7 +166,12 @@ def decode(path, per_segment, segments_per_batch, on_frames):
                  else sound[-start:])
         seconds = max(video_end, len(sound) / SAMPLE_RATE)
         if container.duration is not None:   # the container's own length, where it knows it
-            seconds = min(seconds, container.duration / 1e6) if seconds > 0 else seconds
+            declared = container.duration / 1e6
+            if seconds < declared - TRUNCATED:
+                raise VideoError(f'{path}: truncated: its picture and sound end at {seconds:.2f} '
+                                 f's, but the file says it is {declared:.2f} s long; '
+                                 're-download or re-encode it')
+            seconds = min(seconds, declared) if seconds > 0 else seconds
         if seconds < MIN_SECONDS - TOLERANCE:
             raise VideoError(f'{path}: {seconds:.2f} s long, shorter than one second (one '
                              'segment); nothing to extract')

@@ -1,22 +1,27 @@
-"""Train like supv_main.py / weak_main.py, but die by SIGKILL at a chosen moment.
+"""Train like supv_main.py / weak_main.py, but die by SIGKILL, or wait to be killed, at a
+chosen moment.
 
-    python -m tests.die_at SETTING EVENT N [flags...]
+    python -m tests.die_at SETTING EVENT N [flags...]     (or as a script: tests/die_at.py)
 
 EVENT is where the process kills itself, as a power cut or `kill -9` would:
     write:NAME  half-way through the N-th atomic write of a file whose name contains NAME
                 (half of the bytes are in its temporary file, synced to disk)
     after:NAME  right after the N-th such write is complete
-Used by tests/test_reliability.py.
+    kill:R      rank R of a torchrun launch, as epoch N begins
+or where it stops to be killed from outside:
+    hold:NAME   right after the N-th such write, print 'held' and wait for a signal
+Used by tests/test_reliability.py and tests/test_distributed.py.
 """
 import os
 import signal
 import sys
 from pathlib import Path
 
-import core.atomic
-import main as program
-import utils.checkpoint
-import utils.run_dir
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # run as a script, too
+import core.atomic  # noqa: E402
+import main as program  # noqa: E402
+import utils.checkpoint  # noqa: E402
+import utils.run_dir  # noqa: E402
 
 
 def die():
@@ -34,8 +39,15 @@ def nth(n):
     return hit
 
 
-def patch_writes(name, hit, half):
-    """Make atomic_write (wherever it is called from) die on the write that `hit` picks."""
+def hold():
+    print('held', flush=True)
+    while True:
+        signal.pause()
+
+
+def patch_writes(name, hit, half, then=die):
+    """Make atomic_write (wherever it is called from) die on the write that `hit` picks
+    (half-way through it or, with `then`, after it)."""
     real = core.atomic.atomic_write
 
     def atomic_write(path, data):
@@ -43,7 +55,7 @@ def patch_writes(name, hit, half):
             return real(path, data)
         if not half:
             real(path, data)
-            die()
+            then()
         with core.atomic.atomic_path(path) as tmp, open(tmp, 'xb') as f:
             f.write(data[:len(data) // 2])
             f.flush()
@@ -58,8 +70,16 @@ if __name__ == '__main__':
     setting, event, n, *flags = sys.argv[1:]
     hit = nth(int(n))
     kind, _, name = event.partition(':')
-    if kind in ('write', 'after'):
-        patch_writes(name, hit, half=kind == 'write')
+    if kind in ('write', 'after', 'hold'):
+        patch_writes(name, hit, half=kind == 'write', then=hold if kind == 'hold' else die)
+    elif kind == 'kill':
+        real = program.train_one_epoch
+
+        def train_one_epoch(model, criterion, data, optimizer, epoch, *args):
+            if os.environ.get('RANK') == name and epoch == int(n):
+                die()
+            return real(model, criterion, data, optimizer, epoch, *args)
+        program.train_one_epoch = train_one_epoch
     else:
         raise SystemExit(f'unknown event {event!r}')
     program.main(setting, flags, prog=f'die_at {setting}')

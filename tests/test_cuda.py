@@ -49,7 +49,7 @@ def test_deterministic_cuda_runs_repeat_and_resume_exactly(setting, tiny_ave, tm
     b = main(setting, common + ['--snapshot_pref', str(tmp_path / 'b'), '--n_epoch', '3'])
     main(setting, common + ['--snapshot_pref', str(tmp_path / 'c'), '--n_epoch', '1'])
     c = main(setting, ['--resume', str(tmp_path / 'c' / 'last.pth.tar'), '--n_epoch', '3',
-                       '--device', 'cuda', '--no_progress'])
+                       '--data_root', str(tiny_ave), '--device', 'cuda', '--no_progress'])
     untimed = lambda r: json.dumps([{k: v for k, v in e.items() if 'seconds' not in k}
                                     for e in r['history']])
     assert untimed(a) == untimed(b) == untimed(c)

@@ -1,6 +1,7 @@
 """features/: from video files to the AVE release's features (log-mel front end, VGGish,
 VGG-19 and its Keras weights, decoding, the resumable extraction)."""
 import pickle
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -271,3 +272,73 @@ def test_one_extraction_per_folder(video_folder, tmp_path, capsys):
     assert capsys.readouterr().err.strip() == (
         f'error: {tmp_path} is in use by another extraction (PID {os.getpid()}); wait for it '
         'to end, or choose another folder')
+
+
+# ----------------------------------------------------------------------------- hostile files
+
+def extract_quietly(argv, capsys):
+    """(exit status, stderr lines) of extract_features on `argv`."""
+    capsys.readouterr()
+    try:
+        extract_main([str(a) for a in argv])
+        status = 0
+    except SystemExit as e:
+        status = e.code
+    return status, capsys.readouterr().err.splitlines()
+
+
+def test_a_truncated_video_is_one_line_not_a_shorter_video(tmp_path, capsys):
+    write_video(tmp_path / 'whole.mkv', 3.06)
+    whole = (tmp_path / 'whole.mkv').read_bytes()
+    (tmp_path / 'cut.mkv').write_bytes(whole[:len(whole) // 2])   # its header still says 3.06 s
+    status, err = extract_quietly([tmp_path / 'whole.mkv', tmp_path / 'cut.mkv', '--out',
+                                   tmp_path / 'out', *EXTRACT_FLAGS], capsys)
+    assert status == 2
+    assert err[0] == (f"error: {tmp_path / 'cut.mkv'}: truncated: its picture and sound end at "
+                      "1.50 s, but the file says it is 3.06 s long; re-download or re-encode it")
+    rows = extract.read_videos_txt(tmp_path / 'out' / 'videos.txt')
+    assert [(start, end, Path(f).name) for _, start, end, f in rows] == [(0, 3.06, 'whole.mkv')]
+
+
+def test_a_name_with_a_line_break_or_a_tab_is_refused_and_the_others_recorded(tmp_path, capsys):
+    folder = tmp_path / 'videos'
+    folder.mkdir()
+    write_video(folder / 'good.mkv', 1)
+    for name in ('two\nlines.mkv', 'a\ttab.mkv'):
+        (folder / name).write_bytes((folder / 'good.mkv').read_bytes())
+    status, err = extract_quietly([folder, '--out', tmp_path / 'out', *EXTRACT_FLAGS], capsys)
+    assert status == 2
+    for name in ('a\ttab.mkv', 'two\nlines.mkv'):
+        said = ascii(str(folder / name))
+        assert [line for line in err if said in line][0] == (
+            f'error: {said}: its name holds a line break, tab or other control character, '
+            'which videos.txt (one tab-separated line per row) cannot record; rename the file')
+    assert err[-1].startswith('error: 2 of 3 videos failed')
+    rows = extract.read_videos_txt(tmp_path / 'out' / 'videos.txt')
+    assert [(r, Path(f).name) for r, _, _, f in rows] == [(0, 'good.mkv')]
+
+
+def test_what_a_killed_extraction_leaves_behind_is_cleaned_by_the_next_run(tmp_path, capsys):
+    """A kill while the final files are assembled leaves a temporary file; one while the
+    parts are deleted, '.extract.done' and '.extract.lock'. The same command again (the
+    work is done) deletes them and keeps the files."""
+    write_video(tmp_path / 'clip.mkv', 1)
+    argv = [tmp_path / 'clip.mkv', '--out', tmp_path / 'out', *EXTRACT_FLAGS]
+    assert extract_quietly(argv, capsys)[0] == 0
+    out = tmp_path / 'out'
+    made = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert sorted(made) == sorted(extract.OUTPUTS)
+    (out / '.visual_feature.h5.0123abcd.tmp').write_bytes(b'half a file')
+    (out / '.extract.done').mkdir()
+    (out / '.extract.done' / 'part_0000000.h5').write_bytes(b'\0' * 4096)
+    (out / '.extract.lock').write_text('12345\n')
+    assert extract_quietly(argv, capsys)[0] == 0
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == made
+
+
+def test_a_failed_extraction_leaves_no_folder_behind(video_folder, tmp_path, capsys):
+    status, err = extract_quietly([video_folder / 'notavideo.mp4', '--out', tmp_path / 'out',
+                                   *EXTRACT_FLAGS], capsys)
+    assert status == 2 and err[-1] == 'error: none of the 1 videos could be used (each said ' \
+        'why above)'
+    assert not (tmp_path / 'out').exists()

@@ -253,3 +253,15 @@ def test_a_video_is_extracted_and_predicted_in_one_go(checkpoints, tmp_path, cap
     out = capsys.readouterr()
     assert '1 videos, ' in out.out and 'random weights' in out.err
     assert sorted(p.name for p in tmp_path.iterdir()) == ['clip.json', 'clip.mkv']
+
+
+def test_a_video_given_twice_gives_two_records(checkpoints, tmp_path):
+    from features.make_video import write_video
+    clip = str(write_video(tmp_path / 'clip.mkv', 2))
+    doc = predict(['--checkpoint', str(checkpoints['supervised']), '--video', clip, clip,
+                   '--weights', 'random', '--frames_per_segment', '1', '--out',
+                   str(tmp_path / 'twice.json'), '--no_progress'])
+    first, second = doc['videos']
+    assert (first['index'], first['rows'], second['index'], second['rows']) == (0, [0], 1, [1])
+    assert first['video'] == second['video'] and first['segments'] == second['segments']
+    assert len(first['segments']) == 2

@@ -95,7 +95,7 @@ def test_supervised_resume_ends_bit_identical_to_a_straight_run(straight, data, 
     folder = tmp_path / 'run'
     main('supervised', argv(data, folder, 2))
     resumed = main('supervised', ['--resume', str(folder / LAST), '--n_epoch', str(N_EPOCH),
-                                  '--no_progress'])
+                                  '--data_root', str(data), '--no_progress'])
     assert resumed['epochs_done'] == N_EPOCH
     assert [r['lr'] for r in resumed['history']] == [5e-4, 2.5e-4, 2.5e-4] + [1.25e-4] * 3
     assert_same_run(straight, folder)
@@ -105,7 +105,7 @@ def test_weak_resume_with_background_videos_ends_bit_identical(data, tmp_path):
     main('weak', argv(data, tmp_path / 'straight', 3, '--background'))
     main('weak', argv(data, tmp_path / 'resumed', 1, '--background'))
     resumed = main('weak', ['--resume', str(tmp_path / 'resumed' / LAST), '--n_epoch', '3',
-                            '--no_progress'])
+                            '--data_root', str(data), '--no_progress'])
     assert resumed['epochs_done'] == 3 and resumed['setting'] == 'weak'
     assert_same_run(tmp_path / 'straight', tmp_path / 'resumed')
 
@@ -114,7 +114,8 @@ def test_resume_into_another_folder_spares_its_run_and_brings_the_best_checkpoin
         straight, data, tmp_path, capsys):
     other = tmp_path / 'other'
     main('supervised', argv(data, other, 1))
-    resume = ['--resume', straight / LAST, '--no_progress', '--n_epoch', N_EPOCH + 1]
+    resume = ['--resume', straight / LAST, '--data_root', data, '--no_progress', '--n_epoch',
+              N_EPOCH + 1]
     line = user_error(capsys, 'supervised', resume + ['--snapshot_pref', other])
     assert 'already holds another run' in line and '--overwrite' in line
     assert load_checkpoint(other / LAST)['epoch'] == 1
@@ -169,7 +170,7 @@ def test_killed_at_every_kind_of_moment_resumes_bit_identical(straight, data, tm
     the middle of an epoch.)"""
     run = tmp_path / 'run'
     fresh = [*argv(data, run), '--overwrite']
-    resume = ['--resume', run / LAST, '--no_progress']
+    resume = ['--resume', run / LAST, '--data_root', data, '--no_progress']
     die_at = ['-m', 'tests.die_at', 'supervised']
 
     # Half-way through writing epoch 1's best checkpoint: nothing to resume yet.

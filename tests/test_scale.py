@@ -1,11 +1,8 @@
-"""Beyond the AVE release: data that describe their own sizes, features streamed from the
-files (bigger than memory), and training on several processes with torchrun (gloo)."""
+"""Beyond the AVE release: data that describe their own sizes, and features streamed from
+the files (bigger than memory). Several processes: tests/test_distributed.py."""
 import functools
 import json
 import os
-import signal
-import subprocess
-import sys
 
 import h5py
 import numpy as np
@@ -15,15 +12,11 @@ import torch
 from dataset.ave import feature_bytes, load_ave
 from dataset.layout import AVE_DESCRIPTION, CLASSES_FILE, FEATURE_KEY, VISUAL_FILE
 from dataset.synthetic import generate
-from helpers import REPO, TINY_FLAGS, user_error
+from helpers import TINY_FLAGS, user_error
 from main import main
-from tools.benchmark_data import process_tree
 from utils.checkpoint import load_checkpoint, save_checkpoint
 from utils.memory import release_freed_memory, reuse_freed_memory
 
-# Every dropout off: one process and two must then compute the same numbers.
-NO_DROPOUT = [f for k in ('encoder', 'visual', 'mfb', 'dima', 'fusion')
-              for f in (f'--{k}_dropout', '0')]
 QUIET = ['--no_progress', '--num_threads', '1']
 
 
@@ -178,54 +171,3 @@ def test_a_nan_met_while_streaming_is_one_line_naming_file_and_row(data, tmp_pat
                                              tmp_path / 'run', '--data_in_memory', 'false',
                                              '--num_workers', 1, *TINY_FLAGS, *QUIET])
     assert str(visual) in line and 'NaN or Inf values in video 3' in line
-
-
-# ----------------------------------------------------------------------------- torchrun
-
-def torchrun_env():
-    return dict(os.environ, PYTHON=sys.executable, OMP_NUM_THREADS='1')
-
-
-def test_two_processes_match_one_and_resume_on_one_after_kill_9(micro_ave, tmp_path):
-    """`NPROC=2 supv_train.sh` (torchrun, gloo) gives the loss curve of one process with the
-    same global batch; killed with SIGKILL (the agent and both ranks), it resumes on one
-    process. The global batch 11 of 12 training videos leaves a last batch of one video:
-    one rank's part of it is empty."""
-    flags = [str(f) for f in ['--data_root', micro_ave, '--n_epoch', 4, '--batch_size', 11,
-                              '--eval_batch_size', 1, *TINY_FLAGS, *NO_DROPOUT, *QUIET]]
-    two = tmp_path / 'two'
-    proc = subprocess.Popen(['bash', str(REPO / 'supv_train.sh'), '--snapshot_pref', str(two),
-                             *flags], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, cwd=REPO, env={**torchrun_env(), 'NPROC': '2'})
-    printed = []
-    for line in proc.stdout:          # epoch 3's line: epochs 1 and 2 are saved
-        printed.append(line)
-        if line.startswith('epoch   3 |'):
-            for pid in process_tree(proc.pid):          # the agent and both ranks at once
-                os.kill(pid, signal.SIGKILL)
-            break
-    proc.wait()
-    proc.stdout.close()
-    assert proc.returncode == -signal.SIGKILL, ''.join(printed)
-    assert any('on 2 processes (global batch 11)' in line for line in printed)
-    assert sum(line.startswith('epoch   1 |') for line in printed) == 1   # rank 0 alone logs
-    state = load_checkpoint(two / 'last.pth.tar')
-    assert state['epoch'] in (2, 3) and len(state['rng']['ranks']) == 2
-    by_two = json.loads((two / 'metrics.json').read_text())['history']
-
-    # Epochs 1.. of the two processes, then the rest on one, against one process throughout.
-    resumed = main('supervised', ['--resume', str(two / 'last.pth.tar'), *flags])['history']
-    one = main('supervised', ['--snapshot_pref', str(tmp_path / 'one'), *flags])['history']
-    assert len(by_two) >= 2 and resumed[:len(by_two)] == by_two and len(resumed) == 4
-    for a, b in zip(one, resumed, strict=True):
-        for key, value in a['train'].items():
-            assert b['train'][key] == pytest.approx(value, rel=1e-4, abs=1e-6), key
-        assert (a['val_accuracy'], a['test_accuracy']) == (b['val_accuracy'], b['test_accuracy'])
-
-
-@pytest.mark.parametrize('script', ['supv_train.sh', 'weak_train.sh'])
-def test_nproc_must_be_a_number(script):
-    proc = subprocess.run(['bash', str(REPO / script)], capture_output=True, text=True,
-                          env={**torchrun_env(), 'NPROC': 'two'})
-    assert proc.returncode == 2 and proc.stderr.strip() == (
-        'error: NPROC=two is invalid: give the number of processes, e.g. NPROC=2')

@@ -54,11 +54,21 @@ def run(micro_ave, tmp_path_factory):
 
 @pytest.mark.parametrize('flag, value', [('--lr', 'inf'), ('--lr', 'nan'), ('--weight_decay', 'inf'),
                                          ('--lr_gamma', 'nan'), ('--clip_gradient', 'inf'),
-                                         ('--dima_lambda', 'nan'), ('--class_ce_weight', 'inf')])
+                                         ('--dima_lambda', 'nan'), ('--class_ce_weight', 'inf'),
+                                         ('--lr', '1e39'), ('--clip_gradient', '4e38')])
 def test_non_finite_settings_are_refused_up_front(flag, value, micro_ave, tmp_path, capsys):
+    """Training computes in float32: 1e39 is as infinite there as inf."""
     line = user_error(capsys, 'supervised', train_argv(micro_ave, tmp_path / 'run', flag, value))
-    assert f'{flag} {float(value)!r} is invalid: must be a finite number' in line
+    assert f'{flag} {float(value)!r} is invalid: must be a finite number (within float32' in line
     assert not (tmp_path / 'run').exists()
+
+
+def test_a_config_value_beyond_float32_is_refused_like_the_flag(micro_ave, tmp_path, capsys):
+    config = tmp_path / 'huge.yaml'
+    config.write_text('lr: 1.0e+39\n')
+    line = user_error(capsys, 'supervised', train_argv(micro_ave, tmp_path / 'run', '--config',
+                                                       config))
+    assert '--lr 1e+39 is invalid: must be a finite number (within float32' in line
 
 
 def test_weights_that_turn_non_finite_stop_the_run_before_anything_is_saved(
@@ -156,7 +166,7 @@ def test_a_checkpoint_of_an_older_version_loads_with_one_warning(run, micro_ave,
     [warning] = capsys.readouterr().err.strip().splitlines()
     assert warning.startswith(f'warning: {tmp_path / LAST} has no checksum')
     resumed = main('supervised', ['--resume', str(tmp_path / LAST), '--n_epoch', '3',
-                                  '--no_progress'])
+                                  '--data_root', str(micro_ave), '--no_progress'])
     assert resumed['epochs_done'] == 3 and len(resumed['history']) == 3
 
 
@@ -264,7 +274,7 @@ def test_a_full_disk_while_saving_names_the_disk_and_the_space_needed(tmp_path, 
 
 # ----------------------------------------------------------------------------- flags and config
 
-def test_a_config_file_counts_like_flags_when_resuming(run, tmp_path, capsys):
+def test_a_config_file_counts_like_flags_when_resuming(run, micro_ave, tmp_path, capsys):
     lr = tmp_path / 'lr.yaml'
     lr.write_text('lr: 0.1\n')
     line = user_error(capsys, 'supervised', ['--resume', run / LAST, '--config', lr])
@@ -272,7 +282,7 @@ def test_a_config_file_counts_like_flags_when_resuming(run, tmp_path, capsys):
     longer = tmp_path / 'longer.yaml'
     longer.write_text('n_epoch: 3\nsnapshot_pref: ' + str(tmp_path / 'continued') + '\n')
     result = main('supervised', ['--resume', str(run / LAST), '--config', str(longer),
-                                 '--no_progress'])
+                                 '--data_root', str(micro_ave), '--no_progress'])
     assert result['epochs_done'] == 3 and (tmp_path / 'continued' / LAST).is_file()
 
 

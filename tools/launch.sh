@@ -2,8 +2,9 @@
 #   train SCRIPT PROGRAM [flags...]
 # runs PROGRAM (supv_main.py or weak_main.py) with the repo's .venv Python if present, else
 # python3 (override with PYTHON=...). NPROC=N (N > 1) starts N processes of this machine
-# through torchrun: one per GPU (NCCL), or CPU processes (gloo). Several machines: run
-# torchrun yourself (README, "Several GPUs").
+# through torchrun (tools/torchrun.py: one line and the failed process's status when one
+# fails): one per GPU (NCCL), or CPU processes (gloo). Several machines: run torchrun
+# yourself (README, "Several GPUs").
 train() {
   local script="$1" program="$2"
   shift 2
@@ -16,8 +17,7 @@ train() {
     exit 2
   fi
   if [ "$nproc" -gt 1 ]; then
-    DMIN_SCRIPT="$script" exec "$python" -m torch.distributed.run --standalone \
-      --nproc_per_node "$nproc" "$here/$program" "$@"
+    DMIN_SCRIPT="$script" exec "$python" "$here/tools/torchrun.py" "$nproc" "$here/$program" "$@"
   fi
   DMIN_SCRIPT="$script" exec "$python" "$here/$program" "$@"
 }

@@ -285,16 +285,19 @@ def create_parent(path, flag):
 
 
 def video_file_entries(folder, names, preds, confidence):
-    """Per video file of `folder`'s videos.txt, its windows (rows) put back in order and cut
-    to its length: (JSON entries, [(preds, confidence)] over its whole length)."""
+    """Per video of `folder`'s videos.txt, its windows (rows) put back in order and cut to
+    its length: (JSON entries, [(preds, confidence)] over its whole length). A video's
+    windows are consecutive rows from start second 0, so a file given twice is two videos."""
     from features.video import TOLERANCE
-    windows = {}
+    videos = []   # [(file, [(row, end_s)])]
     for row, start, end, file in extract.read_videos_txt(folder / extract.VIDEOS_FILE):
-        windows.setdefault(file, []).append((start, row, end))
+        if start == 0 or not videos or videos[-1][0] != file:
+            videos.append((file, []))
+        videos[-1][1].append((row, end))
     entries, series = [], []
-    for i, (file, parts) in enumerate(windows.items()):
-        rows = [row for _, row, _ in sorted(parts)]
-        seconds = max(end for _, _, end in parts)
+    for i, (file, windows) in enumerate(videos):
+        rows = [row for row, _ in windows]
+        seconds = windows[-1][1]
         length = max(1, math.ceil(seconds - TOLERANCE))   # segments with content in them
         p, c = preds[rows].reshape(-1)[:length], confidence[rows].reshape(-1)[:length]
         entries.append(video_entry({'index': i, 'video': file, 'seconds': seconds, 'rows': rows},

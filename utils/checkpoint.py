@@ -14,6 +14,7 @@ import collections
 import contextlib
 import hashlib
 import io
+import math
 import pickle
 import random
 import re
@@ -32,11 +33,20 @@ LAST = 'last.pth.tar'
 BEST_PATTERN = 'model_epoch_{epoch}_top1_{acc:.3f}_task_{task}_best_model.pth.tar'
 BEST_GLOB = 'model_epoch_*_best_model.pth.tar'
 TASK_NAMES = {'supervised': 'Supervised', 'weak': 'WeaklySupervised'}
+# Exactly the names best_name gives: a run deletes or copies a best checkpoint only under
+# such a name, which has no path separator and so stays inside the run folder.
+BEST_NAME = re.compile(r'model_epoch_[1-9][0-9]*_top1_[0-9]+\.[0-9]{3}_task_'
+                       r'(Supervised|WeaklySupervised)_best_model\.pth\.tar')
 SCRIPTS = {'supervised': ('supv_train.sh', 'supv_test.sh'), 'weak': ('weak_train.sh', 'weak_test.sh')}
 
 
 def best_name(epoch, acc, setting):
     return BEST_PATTERN.format(epoch=epoch, acc=acc, task=TASK_NAMES[setting])
+
+
+def is_best_name(name):
+    """Whether `name` is one that best_name gives (a file name, never a path)."""
+    return isinstance(name, str) and BEST_NAME.fullmatch(name) is not None
 
 
 # What the weights-only unpickler may build beyond tensors and plain containers: the
@@ -46,6 +56,9 @@ SAFE_TYPES = [collections.Counter, np._core.multiarray._reconstruct, np.ndarray,
               np.dtypes.UInt32DType]
 # Fields of every checkpoint, and of a last.pth.tar, with their types.
 FIELDS = {'setting': str, 'epoch': int, 'model': dict, 'config': dict}
+# What every checkpoint of a run holds: a best checkpoint adds its val and test accuracy,
+# last.pth.tar the TRAINING_FIELDS.
+WEIGHT_FIELDS = ('setting', 'epoch', 'model', 'model_args', 'data', 'config')
 TRAINING_FIELDS = {'optimizer': dict, 'scheduler': dict, 'rng': dict, 'best': dict,
                    'history': list}
 
@@ -115,6 +128,9 @@ def load_checkpoint(path, flag='--resume'):
         raise UserError(f'checkpoint {path} is damaged: its contents do not match the checksum '
                         'written with them; use another checkpoint of the run')
     check_fields(state, path, FIELDS)
+    if state['epoch'] < 0:
+        raise UserError(f"{path} says it was saved after epoch {state['epoch']}; a checkpoint's "
+                        'epoch is >= 0: use a checkpoint written by supv_main.py or weak_main.py')
     return state
 
 
@@ -126,6 +142,53 @@ def check_fields(state, path, fields):
     if wrong:
         raise UserError(f"{path} has missing or mistyped fields: {', '.join(wrong)}; use a "
                         'checkpoint written by supv_main.py or weak_main.py')
+
+
+# An epoch's record in a checkpoint's history (and metrics.json): these fields at least.
+RECORD_FIELDS = {'epoch': int, 'lr': float, 'train': dict, 'val_accuracy': float,
+                 'test_accuracy': float}
+BEST_FIELDS = ('epoch', 'selected', 'val_accuracy', 'test_accuracy', 'checkpoint')
+
+
+def check_training_state(state, path):
+    """Refuse a last.pth.tar whose epoch, history and best epoch do not tell one story: the
+    epoch is the number of epoch records, each record is epoch i's numbers, and the best
+    epoch is the first whose selected accuracy is the highest, with the file name that
+    epoch's best checkpoint has (or none)."""
+    def refuse(what):
+        raise UserError(f'{path} holds an inconsistent training state ({what}); resume from '
+                        'another last.pth.tar or start afresh')
+
+    epoch, history, best = state['epoch'], state['history'], state['best']
+    if len(history) != epoch:
+        refuse(f'epoch {epoch} but {len(history)} epoch records')
+    for i, record in enumerate(history, 1):
+        if not isinstance(record, dict):
+            refuse(f'epoch record {i} is {type(record).__name__}, not a record')
+        for key, kind in RECORD_FIELDS.items():
+            value = record.get(key)
+            if not isinstance(value, kind) or isinstance(value, bool):
+                refuse(f'epoch record {i} has no {kind.__name__} {key}')
+        if record['epoch'] != i:
+            refuse(f"epoch record {i} says epoch {record['epoch']}")
+        numbers = [record['lr'], record['val_accuracy'], record['test_accuracy'],
+                   *record['train'].values()]
+        if not all(isinstance(v, float) and math.isfinite(v) for v in numbers):
+            refuse(f'epoch record {i} holds a value that is not a finite number')
+    if sorted(best) != sorted(BEST_FIELDS):
+        refuse(f"its best epoch has the fields {sorted(best)}, not {list(BEST_FIELDS)}")
+    on = f"{state['config'].get('select_on', 'val')}_accuracy"
+    scores = [r[on] for r in history]
+    first = 1 + scores.index(max(scores)) if scores else 0
+    expected = {'epoch': first, 'selected': scores[first - 1] if first else None,
+                'val_accuracy': history[first - 1]['val_accuracy'] if first else None,
+                'test_accuracy': history[first - 1]['test_accuracy'] if first else None}
+    if any(best[k] != v or type(best[k]) is not type(v) for k, v in expected.items()):
+        refuse(f"its best epoch {best['epoch']!r} is not the history's best, epoch {first}")
+    name = best['checkpoint']
+    if name is not None and not (first and is_best_name(name) and name == best_name(
+            first, expected['selected'], state['setting'])):
+        refuse(f'its best checkpoint is named {name!r}, not as epoch {first} names it')
 
 
 def saved_model_args(state, path):

@@ -22,6 +22,9 @@ CHOICES = {'select_on': ('val', 'test'), 'feature_dtype': ('float32', 'float16')
 # run live, the hardware, and how long to train. Everything else continues as it was.
 RESUME_OVERRIDABLE = ('data_root', 'snapshot_pref', 'device', 'num_threads', 'reuse_memory',
                       'n_epoch', 'progress', 'data_in_memory', 'num_workers', 'prefetch')
+# Paths are never taken from a checkpoint (a file from anyone): they are the command line's,
+# or today's defaults.
+PATH_KEYS = ('data_root', 'snapshot_pref')
 # Flags that may differ from a checkpoint's config when only evaluating it.
 EVAL_OVERRIDABLE = RESUME_OVERRIDABLE + ('eval_batch_size', 'feature_dtype', 'amp')
 # Names users bring from other repositories, and the flag that does that here.
@@ -40,6 +43,7 @@ EXAMPLES = {
     'supv_main.py': 'python supv_main.py --data_root data --snapshot_pref runs/supervised',
     'weak_main.py': 'python weak_main.py --data_root data --snapshot_pref runs/weak',
 }
+FLOAT32_MAX = 3.4028234663852886e38
 _HELP_LINE = re.compile(r'^(\w+):.*?#\s*(.*)$')
 
 
@@ -215,8 +219,9 @@ def validate(cfg):
             raise UserError(f'--{key} {cfg[key]!r} is invalid: {what}')
 
     for key, value in cfg.items():
-        if isinstance(value, float):
-            need(math.isfinite(value), key, 'must be a finite number')
+        if isinstance(value, float):   # training computes in float32
+            need(math.isfinite(value) and abs(value) <= FLOAT32_MAX, key,
+                 'must be a finite number (within float32, |x| <= 3.4e38)')
         for v in (value if isinstance(value, list) else [value]):
             if isinstance(v, int) and not isinstance(v, bool):
                 need(abs(v) < 2 ** 31, key, 'must be below 2**31')
@@ -256,8 +261,9 @@ def validate(cfg):
 def with_saved(cfg, saved, path):
     """`cfg` with the values of the config `saved` in checkpoint `path`, checked like a config
     file's: keys added to the repository after the checkpoint was written keep today's
-    value, keys since removed are dropped."""
-    merged = {**cfg, **{k: coerce(k, v, cfg[k], path) for k, v in saved.items() if k in cfg}}
+    value, keys since removed are dropped, and the PATH_KEYS stay `cfg`'s."""
+    merged = {**cfg, **{k: coerce(k, v, cfg[k], path) for k, v in saved.items()
+                        if k in cfg and k not in PATH_KEYS}}
     try:
         validate(merged)
     except UserError as e:

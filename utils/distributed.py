@@ -7,13 +7,19 @@ Every rank draws the same order of videos; each global batch is cut into one con
 part per rank, so the batch size stays the global batch. Without torchrun every function
 here is the single-process identity: world 1, rank 0, nothing communicated.
 """
+import ctypes
 import datetime
 import os
+import re
+import signal
 
 import torch
 import torch.distributed as dist
 
-from core.errors import UserError
+from core.errors import LAUNCHER_ENV, UserError
+
+PR_SET_PDEATHSIG = 1   # prctl(2): the signal this process gets when its parent dies
+RUN_FOLDER = 'run_folder'   # in tools/torchrun.py's folder: rank 0 writes its run folder there
 
 
 def launched():
@@ -34,10 +40,45 @@ def setup(device):
                             '--nproc_per_node (NPROC=) to the number of GPUs')
         device = torch.device('cuda', local)
         torch.cuda.set_device(device)
+    stop_with_launcher()
     backend = 'nccl' if device.type == 'cuda' else 'gloo'
     dist.init_process_group(backend, timeout=datetime.timedelta(minutes=30),
                             device_id=device if device.type == 'cuda' else None)
     return device
+
+
+def stop_with_launcher():
+    """Ask Linux for a SIGINT when the launcher (torchrun's agent, this process's parent)
+    dies, e.g. by kill -9: the rank then stops as on Ctrl-C instead of training on alone.
+    Elsewhere (no prctl) nothing changes."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, int(signal.SIGINT))
+    except (OSError, AttributeError):
+        pass
+
+
+def tell_launcher(folder):
+    """Under tools/torchrun.py, leave the path of run folder `folder` where the launcher
+    looks for it (for its line when a process is killed)."""
+    where = os.environ.get(LAUNCHER_ENV)
+    if where and os.path.isdir(where):
+        with open(os.path.join(where, RUN_FOLDER), 'w') as f:
+            f.write(os.path.abspath(folder))
+
+
+def peer_gone(error):
+    """Whether RuntimeError `error`, met under torchrun, is the transport's report that
+    another process of the run is gone (gloo or NCCL: a closed or reset connection)."""
+    text = str(error)
+    return world() > 1 and any(w in text for w in (
+        'gloo', 'NCCL', 'Connection reset', 'Connection closed', 'Broken pipe'))
+
+
+def transport_reason(error):
+    """The transport's own words, without its source location and advice."""
+    line = (str(error).splitlines() or [type(error).__name__])[0]
+    line = re.sub(r'^\[[^\]]*\] ', '', line)
+    return line.split('. This is typically')[0][:160]
 
 
 def cleanup():
@@ -98,8 +139,3 @@ def gather_tensors(tensor, device):
     parts = [torch.empty_like(moved) for _ in range(world())]
     dist.all_gather(parts, moved)
     return [p.cpu() for p in parts]
-
-
-def barrier():
-    if world() > 1:
-        dist.barrier()

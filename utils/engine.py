@@ -11,7 +11,7 @@ import contextlib
 import torch
 from tqdm import tqdm
 
-from core.errors import UserError
+from core.errors import UserError, check_interrupt
 from model.criterion import batch_counts, total_loss
 from utils import distributed as dist
 
@@ -52,6 +52,7 @@ def train_one_epoch(model, criterion, data, optimizer, epoch, cfg, generator, pr
     batches = tqdm(data.batches(parts), total=len(parts), desc=f'epoch {epoch} train',
                    unit='step', disable=not progress, leave=False)
     for step, (batch_rows, audio, visual) in enumerate(batches):
+        check_interrupt()
         targets = data.targets(batch_rows)
         # Terms are divided by the counts of the global batch: the ranks' losses add up to
         # the loss one process computes on the whole batch.
@@ -104,6 +105,7 @@ def infer(model, data, rows, batch_size, amp='none', progress=True, desc='eval')
     preds, confidence = [], []
     with tqdm(total=len(rows), desc=desc, unit='video', disable=not progress, leave=False) as bar:
         for _, audio, visual in data.batches(rows.split(batch_size)):
+            check_interrupt()
             with autocast(data.device, amp):
                 outputs = model(audio, visual)
             outputs = {k: v.float() for k, v in outputs.items()}

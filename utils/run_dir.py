@@ -4,10 +4,11 @@ import contextlib
 import shutil
 from pathlib import Path
 
-from core.atomic import atomic_write, temp_files
-from core.errors import UserError
+from core.atomic import atomic_write, temp_files, write_error
+from core.errors import PeerGone, Resumable, UserError
 from core.lock import hold
-from utils.checkpoint import BEST_GLOB, LAST
+from utils import distributed as dist
+from utils.checkpoint import BEST_GLOB, LAST, is_best_name
 from utils.logger import close_logging
 
 REPO = Path(__file__).resolve().parents[1]
@@ -16,7 +17,8 @@ RUN_FILES = ('config.yaml', 'metrics.json', 'train.log', 'report.json', 'report.
 RUN_DIRS = ('tensorboard', 'code')
 LOCK = '.lock'   # holds the PID of the run that has the folder; flock'ed while it runs
 SOURCE_GLOBS = ('*.py', '*.sh', '*.md', 'requirements.txt', 'configs/*.yaml', 'core/*.py',
-                'dataset/*.py', 'model/*.py', 'utils/*.py', 'tools/*.py', 'tools/*.sh')
+                'dataset/*.py', 'features/*.py', 'model/*.py', 'utils/*.py', 'tools/*.py',
+                'tools/*.sh')
 _held = {}   # the lock this process holds: one run folder at a time
 
 
@@ -121,29 +123,55 @@ def removed_on_failure(folder, new, resuming):
 
 @contextlib.contextmanager
 def interrupted(folder):
-    """A Ctrl-C inside the block says what the run folder holds and how to go on."""
+    """A Ctrl-C inside the block, or a failure after which the run can go on (a data worker
+    died, a data file changed, another process of the run is gone), says what the run folder
+    holds and how to continue."""
     try:
         yield
     except KeyboardInterrupt:
-        last = folder / LAST
-        if last.is_file():
-            raise KeyboardInterrupt(f'the finished epochs are in {last}; continue with --resume '
-                                    f'{last}') from None
-        raise KeyboardInterrupt('no epoch had finished, so there is nothing to resume; run the '
-                                'same command again to start afresh') from None
+        raise KeyboardInterrupt(resume_hint(folder)) from None
+    except Resumable as e:
+        raise UserError(f'{e}; {resume_hint(folder)}') from None
+    except RuntimeError as e:
+        if not dist.peer_gone(e):
+            raise
+        raise PeerGone(f'another process of this run stopped '
+                            f'({dist.transport_reason(e)}); {resume_hint(folder)}') from None
+
+
+def resume_hint(folder):
+    """How to go on after the run in `folder` stopped part-way."""
+    last = folder / LAST
+    if last.is_file():
+        return f'the finished epochs are in {last}; continue with --resume {last}'
+    return ('no epoch had finished, so there is nothing to resume; run the same command again '
+            'to start afresh')
 
 
 def keep_best(folder, keep, source):
-    """Leave `keep` as the only best checkpoint in `folder` when resuming a run from `source`.
+    """Leave `keep` as the only best checkpoint in `folder` when resuming a run from `source`;
+    returns whether `keep` is there.
 
     Deletes the best checkpoints a killed run wrote after the state being resumed, and
-    copies `keep` over from `source` when the run continues in another folder.
+    copies `keep` over from `source` when the run continues in another folder. `keep` is a
+    name read from a checkpoint: only a name best_name gives is acted on.
     """
     for path in folder.glob(BEST_GLOB):
         if path.name != keep:
-            path.unlink()
-    if keep and not (folder / keep).exists() and (source / keep).is_file():
-        atomic_write(folder / keep, (source / keep).read_bytes())
+            remove_best(folder, path.name)
+    if not is_best_name(keep):
+        return False
+    copy = source / keep
+    if not (folder / keep).exists() and copy.is_file() and not copy.is_symlink():
+        atomic_write(folder / keep, copy.read_bytes())
+    return (folder / keep).is_file()
+
+
+def remove_best(folder, name):
+    """Delete the best checkpoint `name` of run folder `folder`. A name that best_name does
+    not give (a forged '../../file', say) is left alone: a run deletes only its own files."""
+    if is_best_name(name):
+        (folder / name).unlink(missing_ok=True)
 
 
 def refusal(folder, resume):
@@ -159,10 +187,14 @@ def refusal(folder, resume):
 
 
 def copy_source(folder):
-    """Copy the code that ran into <folder>/code, as the original release promised."""
+    """Copy the program's code (what SOURCE_GLOBS names) into <folder>/code, as the original
+    release promised; a failed copy (a full disk) is one line, like a checkpoint write."""
     dest = folder / 'code'
     for pattern in SOURCE_GLOBS:
         for src in REPO.glob(pattern):
             target = dest / src.relative_to(REPO)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, target)
+            try:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(src, target)
+            except OSError as e:
+                raise write_error(target, e, src.stat().st_size) from None
