@@ -107,7 +107,8 @@ def set_best(**fields):
     (edit_record('epoch', 7), 'epoch record 2 says epoch 7'),
     (edit_record('val_accuracy', float('nan')), 'not a finite number'),
     (edit_record('lr', 'fast'), 'epoch record 2 has no float lr'),
-    (set_best(epoch=2, val_accuracy=99.0), 'best epoch 2 is not the history'),
+    (set_best(epoch=2, val_accuracy=99.0), "best epoch says epoch 2, but its history's best "
+                                           'epoch (1) has 1'),
     (set_best(extra=1), 'its best epoch has the fields'),
     (set_best(checkpoint='model_epoch_9_top1_1.000_task_Supervised_best_model.pth.tar'),
      'not as epoch 1 names it'),

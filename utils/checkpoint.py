@@ -183,8 +183,10 @@ def check_training_state(state, path):
     expected = {'epoch': first, 'selected': scores[first - 1] if first else None,
                 'val_accuracy': history[first - 1]['val_accuracy'] if first else None,
                 'test_accuracy': history[first - 1]['test_accuracy'] if first else None}
-    if any(best[k] != v or type(best[k]) is not type(v) for k, v in expected.items()):
-        refuse(f"its best epoch {best['epoch']!r} is not the history's best, epoch {first}")
+    for key, value in expected.items():
+        if best[key] != value or type(best[key]) is not type(value):
+            refuse(f"its best epoch says {key} {best[key]!r}, but its history's best epoch "
+                   f'({first}) has {value!r}')
     name = best['checkpoint']
     if name is not None and not (first and is_best_name(name) and name == best_name(
             first, expected['selected'], state['setting'])):
