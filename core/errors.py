@@ -8,7 +8,7 @@ import signal
 import sys
 import threading
 
-LOGGER = 'dmin'   # the project's logger (utils/logger.py gives it its handlers)
+LOGGER = 'dmin'   # the project's logger (engine/logger.py gives it its handlers)
 
 
 class UserError(Exception):

@@ -1,13 +1,15 @@
 """An AVE-layout data folder -> validated labels, and features in memory or streamed.
 
 `load_ave` checks every file it needs before reading any features. The data describe
-themselves: classes, segments per video and feature shapes come from the files' shapes,
-class names from classes.txt. Features of the requested splits are then either read into
-tensors on the training device (chunk by chunk, so a float64 file is never held whole) or,
-for data bigger than memory, streamed from the files batch by batch (dataset/stream.py).
+themselves (their layout.DataSpec): classes, segments per video and feature shapes come from
+the files' shapes, class names from classes.txt. Features of the requested splits are then
+read into tensors on the training device (chunk by chunk, so a float64 file is never held
+whole) or, for data bigger than memory, streamed from the files batch by batch
+(dataset/stream.py).
 `load_videos` does the same for a pair of feature files of new videos (tools/predict.py).
 """
 import contextlib
+import dataclasses
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +20,7 @@ from tqdm import tqdm
 
 from core.errors import check_interrupt
 from dataset import layout as L
+from dataset.layout import DataSpec
 from dataset.h5io import DataError, open_h5, read_all, read_key, read_rows
 from dataset.stream import FeatureReader, stored, stream
 
@@ -32,7 +35,8 @@ class AVEData:
     order of its order file (for the weakly-supervised 'train' split: the training videos,
     then the background videos; for `load_videos`: 'videos', every row in file order).
     Labels live on `device`; features too when in memory (`audio`, `visual`), else `reader`
-    reads them from the files (`audio` and `visual` are then None).
+    reads them from the files (`audio` and `visual` are then None). `spec` says what the
+    files hold: classes (None for new videos without labels), segments, feature sizes.
     """
     audio: torch.Tensor          # (R, T, A): A = 128 in AVE; None when streamed
     visual: torch.Tensor         # (R, T, H, W, V): 7, 7, 512 in AVE; None when streamed
@@ -41,10 +45,10 @@ class AVEData:
     video_label: torch.Tensor    # (R, C + 1) float32 video label (mil_labels.h5), or (R, 0)
     splits: dict                 # name -> (N,) int64 rows
     source_rows: np.ndarray      # (R,) row in the data files; -1-m for background video m
-    num_classes: int             # C: event classes (the label files' width - 1); None if unknown
     file_videos: int             # videos in the data files (loaded or not)
-    shapes: dict                 # {'num_segments': T, 'audio_dim': A, 'visual_shape': (H, W, V)}
-    class_names: tuple = None    # C names (classes.txt, else the defaults); None if unknown
+    spec: DataSpec               # classes, segments per video, feature sizes
+    feature_bytes: int = 0       # the features of the R rows, in their storage dtype
+    memory_reason: str = None    # why the features are in memory or streamed (auto's choice)
     device: torch.device = torch.device('cpu')
     background_rows: torch.Tensor = field(default=None)  # rows of background videos
     reader: FeatureReader = None  # streamed features; None when in memory
@@ -79,24 +83,11 @@ class AVEData:
     def in_memory(self):
         return self.reader is None
 
-    @property
-    def sizes(self):
-        """What a model needs to know of the data: {num_classes, audio_dim, visual_dim}."""
-        return {'num_classes': self.num_classes, 'audio_dim': self.shapes['audio_dim'],
-                'visual_dim': self.shapes['visual_shape'][-1]}
 
-    def describe(self):
-        """What a checkpoint records of its data (layout.AVE_DESCRIPTION for AVE)."""
-        names = None if self.class_names is None else list(self.class_names)
-        return {'class_names': names, 'num_segments': self.shapes['num_segments'],
-                'audio_dim': self.shapes['audio_dim'],
-                'visual_shape': list(self.shapes['visual_shape'])}
-
-
-def feature_bytes(rows, shapes, dtype):
-    """Bytes of the features of `rows` videos of `shapes`, stored as `dtype`."""
-    T, per_segment = shapes['num_segments'], shapes['audio_dim'] + np.prod(shapes['visual_shape'])
-    return int(rows * T * per_segment * torch.finfo(dtype).bits // 8)
+def feature_bytes(rows, spec, dtype):
+    """Bytes of the features of `rows` videos of DataSpec `spec`, stored as `dtype`."""
+    per_segment = spec.audio_dim + int(np.prod(spec.visual_shape))
+    return int(rows * spec.num_segments * per_segment * torch.finfo(dtype).bits // 8)
 
 
 # ----------------------------------------------------------------------------- checks
@@ -221,50 +212,47 @@ def label_sizes(ds, what):
     return ds.shape[1], ds.shape[2] - 1
 
 
-def feature_shapes(audio, visual):
-    """{'num_segments', 'audio_dim', 'visual_shape'} of a pair of feature datasets, which must
-    be (N, T, A) audio and (N, T, H, W, V) visual floats with the same T."""
+def feature_spec(audio, visual):
+    """The DataSpec (classes unknown) of a pair of feature datasets, which must be (N, T, A)
+    audio and (N, T, H, W, V) visual floats with the same T."""
     for ds, dims, what in ((audio, 3, '(N, T, A) audio features: A = 128 for VGGish'),
                            (visual, 5, '(N, T, H, W, V) visual maps: 7, 7, 512 for VGG-19 pool5')):
         if ds.ndim != dims or 0 in ds.shape[1:]:
             raise DataError(f'{ds.file.filename} has shape {ds.shape}, expected {what}, T '
-                            'segments per video; use the file of the AVE release (README, "Data '
-                            'layout") or regenerate it')
+                            'segments per video; use the file of the AVE release (README, '
+                            '"Data") or regenerate it')
         check_float(ds)
     if audio.shape[1] != visual.shape[1]:
         raise DataError(f'{audio.file.filename} has {audio.shape[1]} segments per video but '
                         f'{visual.file.filename} has {visual.shape[1]}; the two must come from '
                         'the same extraction')
-    return {'num_segments': audio.shape[1], 'audio_dim': audio.shape[2],
-            'visual_shape': tuple(visual.shape[2:])}
+    return DataSpec(None, audio.shape[1], audio.shape[2], tuple(visual.shape[2:]))
 
 
-SHAPE_NAMES = {'num_segments': 'segments per video', 'audio_dim': 'audio feature size',
-               'visual_shape': 'visual map shape (H, W, V)'}
-FILE_KEYS = {'audio': ('num_segments', 'audio_dim'), 'visual': ('num_segments', 'visual_shape')}
+# The sizes each kind of feature file holds.
+FILE_SIZES = {'audio': ('num_segments', 'audio_dim'), 'visual': ('num_segments', 'visual_shape')}
 
 
-def check_matches(path, kind, shapes, expected):
-    """The sizes of file `path` (`kind` 'audio' or 'visual', `shapes` as feature_shapes gives
+def check_matches(path, kind, spec, expected):
+    """The sizes of file `path` (`kind` 'audio' or 'visual', `spec` as feature_spec gives
     them) must agree with `expected` ({key: (value, the file it comes from)}); a DataError
     names the first that differs."""
-    for key in FILE_KEYS[kind]:
-        if key in expected and tuple(np.atleast_1d(shapes[key])) != tuple(
-                np.atleast_1d(expected[key][0])):
+    for key in FILE_SIZES[kind]:
+        if key in expected and getattr(spec, key) != expected[key][0]:
             want, source = expected[key]
-            raise DataError(f'{path} has {SHAPE_NAMES[key]} {shapes[key]}, but {source} has '
-                            f'{want}; all files of a data folder must come from the same '
-                            'extraction and label set')
+            raise DataError(f'{path} has {DataSpec.WORDS[key]} {getattr(spec, key)}, but '
+                            f'{source} has {want}; all files of a data folder must come from '
+                            'the same extraction and label set')
 
 
 def check_features(audio, visual, expected):
-    """feature_shapes of a pair of datasets, checked against `expected` ({key: (value, source
-    file)}: the labels' segment count, or the event videos' shapes for the background
-    videos); returns (shapes, {file name: number of videos}) for check_same_count."""
-    shapes = feature_shapes(audio, visual)
+    """feature_spec of a pair of datasets, checked against `expected` ({key: (value, source
+    file)}: the labels' segment count, or the event videos' sizes for the background
+    videos); returns (spec, {file name: number of videos}) for check_same_count."""
+    spec = feature_spec(audio, visual)
     for ds, kind in ((audio, 'audio'), (visual, 'visual')):
-        check_matches(ds.file.filename, kind, shapes, expected)
-    return shapes, {audio.file.filename: audio.shape[0], visual.file.filename: visual.shape[0]}
+        check_matches(ds.file.filename, kind, spec, expected)
+    return spec, {audio.file.filename: audio.shape[0], visual.file.filename: visual.shape[0]}
 
 
 def read_class_names(root, num_classes):
@@ -309,11 +297,11 @@ def read_features(ds, rows, out, desc, progress, skip):
             bar.update(len(chunk))
 
 
-def empty_features(n, shapes, feature_dtype, device):
+def empty_features(n, spec, feature_dtype, device):
     """(n, T, A) audio and (n, T, H, W, V) visual tensors to read features into."""
-    T = shapes['num_segments']
-    return (torch.empty((n, T, shapes['audio_dim']), dtype=feature_dtype, device=device),
-            torch.empty((n, T, *shapes['visual_shape']), dtype=feature_dtype, device=device))
+    T = spec.num_segments
+    return (torch.empty((n, T, spec.audio_dim), dtype=feature_dtype, device=device),
+            torch.empty((n, T, *spec.visual_shape), dtype=feature_dtype, device=device))
 
 
 def read_pair(audio, visual, rows, audio_out, visual_out, progress, skip):
@@ -323,11 +311,15 @@ def read_pair(audio, visual, rows, audio_out, visual_out, progress, skip):
 
 
 def choose_memory(in_memory, needed, budget):
-    """True to load features of `needed` bytes into memory: `in_memory` True/False, or 'auto':
-    when they take at most half of `budget` (the free memory; None: unknown, load them)."""
+    """(whether to load features of `needed` bytes into memory, why): `in_memory` True or
+    'true', False or 'false', or 'auto': when they take at most half of `budget` (the free
+    memory; None: unknown, load them)."""
     if in_memory != 'auto':
-        return bool(in_memory)
-    return budget is None or needed <= budget / 2
+        return in_memory in (True, 'true'), f"asked for: {str(in_memory).lower()}"
+    if budget is None:
+        return True, 'auto: free memory unknown'
+    return needed <= budget / 2, f'auto: {budget / 2 ** 30:.1f} GiB free'
+
 
 
 def load_ave(root, splits=('train', 'val', 'test'), setting='supervised', background=True,
@@ -337,9 +329,9 @@ def load_ave(root, splits=('train', 'val', 'test'), setting='supervised', backgr
 
     setting 'weak' also reads mil_labels.h5 for 'train' and, with `background`, appends the
     background videos (*_noisy.h5) to it. Features are read into memory with `in_memory`
-    True, streamed from the files (by `workers` DataLoader processes, `prefetch` batches
-    ahead) with False, and with 'auto' streamed when they would take more than half of
-    `memory_budget` bytes. Raises DataError (one line) on any problem.
+    True ('true'), streamed from the files (by `workers` DataLoader processes, `prefetch`
+    batches ahead) with False ('false'), and with 'auto' streamed when they would take more
+    than half of `memory_budget` bytes. Raises DataError (one line) on any problem.
     """
     root = Path(root)
     try:
@@ -374,17 +366,18 @@ def _load_folder(root, splits, setting, background, device, feature_dtype, progr
     orders = {s: paths.pop(f'order_{s}') for s in splits}
     with contextlib.ExitStack() as opened:   # closes the files opened so far on any error
         files = {k: opened.enter_context(open_h5(p)) for k, p in paths.items()}
-        data = _load(files, orders, device, feature_dtype, progress, in_memory, memory_budget)
-    data.class_names = read_class_names(root, data.num_classes)
+        data = _load(root, files, orders, device, feature_dtype, progress, in_memory,
+                     memory_budget)
     data.workers, data.prefetch = workers, prefetch
     return data
 
 
-def _load(files, order_paths, device, feature_dtype, progress, in_memory, memory_budget):
+def _load(root, files, order_paths, device, feature_dtype, progress, in_memory, memory_budget):
     ds = {k: read_key(f, L.FEATURE_KEY) for k, f in files.items()}
     labels_path = ds['labels'].file.filename
     T, C = label_sizes(ds['labels'], 'one-hot segment labels')
-    shapes, counts = check_features(ds['audio'], ds['visual'], {'num_segments': (T, labels_path)})
+    sizes, counts = check_features(ds['audio'], ds['visual'], {'num_segments': (T, labels_path)})
+    spec = DataSpec(C, T, sizes.audio_dim, sizes.visual_shape, read_class_names(root, C))
     counts[labels_path] = ds['labels'].shape[0]
     if 'mil' in ds:
         counts[ds['mil'].file.filename] = check_shape(ds['mil'], (C + 1,), 'video labels')
@@ -407,9 +400,9 @@ def _load(files, order_paths, device, feature_dtype, progress, in_memory, memory
     if with_background:
         audio_path, visual_path = ds['audio'].file.filename, ds['visual'].file.filename
         _, bg_counts = check_features(ds['noisy_audio'], ds['noisy_visual'], {
-            'num_segments': (shapes['num_segments'], audio_path),
-            'audio_dim': (shapes['audio_dim'], audio_path),
-            'visual_shape': (shapes['visual_shape'], visual_path)})
+            'num_segments': (spec.num_segments, audio_path),
+            'audio_dim': (spec.audio_dim, audio_path),
+            'visual_shape': (spec.visual_shape, visual_path)})
         noisy_labels_path = ds['noisy_labels'].file.filename
         bg_counts[noisy_labels_path] = check_shape(ds['noisy_labels'], (C + 1,), 'video labels')
         check_same_count(bg_counts)
@@ -430,8 +423,10 @@ def _load(files, order_paths, device, feature_dtype, progress, in_memory, memory
     video_class = np.where(per_class.max(1) > 0, per_class.argmax(1), -1)
     R, n = len(rows) + n_bg, len(rows)
     audio = visual = reader = None
-    if choose_memory(in_memory, feature_bytes(R, shapes, feature_dtype), memory_budget):
-        audio, visual = empty_features(R, shapes, feature_dtype, device)
+    needed = feature_bytes(R, spec, feature_dtype)
+    memory, reason = choose_memory(in_memory, needed, memory_budget)
+    if memory:
+        audio, visual = empty_features(R, spec, feature_dtype, device)
         read_pair(ds['audio'], ds['visual'], rows, audio[:n], visual[:n], progress,
                   'drop it from the order files')
         if with_background:
@@ -459,7 +454,8 @@ def _load(files, order_paths, device, feature_dtype, progress, in_memory, memory
                    video_label=as_tensor(video_label, torch.float32),
                    splits=split_rows,
                    source_rows=np.concatenate([rows, -1 - np.arange(n_bg)]),
-                   num_classes=C, file_videos=num_videos, shapes=shapes,
+                   file_videos=num_videos, spec=spec, feature_bytes=needed,
+                   memory_reason=reason,
                    device=torch.device(device), background_rows=background_rows,
                    reader=reader)
 
@@ -470,7 +466,7 @@ def load_videos(audio, visual, labels=None, device='cpu', feature_dtype=torch.fl
     optionally, their one-hot segment labels), checked like a data folder's files.
 
     Returns AVEData whose split 'videos' is every row in file order; without `labels` its
-    segment is None, and so are num_classes and class_names (the checkpoint knows them).
+    segment is None, and so are its spec's classes (the checkpoint knows them).
     A NaN names the file and row (there are no order files to drop it from).
     """
     paths = {'audio': Path(audio), 'visual': Path(visual)}
@@ -479,14 +475,15 @@ def load_videos(audio, visual, labels=None, device='cpu', feature_dtype=torch.fl
     with contextlib.ExitStack() as opened:
         ds = {k: read_key(opened.enter_context(open_h5(p)), L.FEATURE_KEY)
               for k, p in paths.items()}
-        shapes, counts = check_features(ds['audio'], ds['visual'], {})
-        segment = C = None
+        spec, counts = check_features(ds['audio'], ds['visual'], {})
+        segment = None
         if labels is not None:
             T, C = label_sizes(ds['labels'], 'one-hot segment labels')
-            if T != shapes['num_segments']:
+            if T != spec.num_segments:
                 raise DataError(f"{paths['labels']} has {T} segments per video, but "
-                                f"{paths['audio']} has {shapes['num_segments']}; the labels must "
+                                f"{paths['audio']} has {spec.num_segments}; the labels must "
                                 'describe the same videos')
+            spec = dataclasses.replace(spec, num_classes=C)
             counts[paths['labels']] = ds['labels'].shape[0]
             one_hot = read_all(ds['labels'])
             check_one_hot(one_hot, paths['labels'])
@@ -494,10 +491,10 @@ def load_videos(audio, visual, labels=None, device='cpu', feature_dtype=torch.fl
         check_same_count(counts)
         N = ds['audio'].shape[0]
         rows = np.arange(N)
-        audio_t, visual_t = empty_features(N, shapes, feature_dtype, device)
+        audio_t, visual_t = empty_features(N, spec, feature_dtype, device)
         read_pair(ds['audio'], ds['visual'], rows, audio_t, visual_t, progress,
                   'leave that video out of the file')
     return AVEData(audio=audio_t, visual=visual_t, segment=segment, video_class=None,
                    video_label=None, splits={'videos': torch.arange(N, device=device)},
-                   source_rows=rows, num_classes=C, file_videos=N, shapes=shapes,
-                   device=torch.device(device))
+                   source_rows=rows, file_videos=N, spec=spec,
+                   feature_bytes=feature_bytes(N, spec, feature_dtype), device=torch.device(device))

@@ -16,9 +16,8 @@ import numpy as np
 
 from core.errors import UserError
 from dataset.h5io import write_h5
-from dataset.layout import (ANNOTATIONS_FILE, BACKGROUND, CLASSES, FEATURE_KEY, LABELS_FILE,
-                            MIL_LABELS_FILE, NUM_CLASSES, NUM_SEGMENTS, ORDER_FILES, ORDER_KEY,
-                            SPLIT_FILES)
+from dataset.layout import (ANNOTATIONS_FILE, AVE, FEATURE_KEY, LABELS_FILE, MIL_LABELS_FILE,
+                            ORDER_FILES, ORDER_KEY, SPLIT_FILES)
 
 # One copy of Annotations.txt in the wild starts with this header; the release has none.
 HEADER = 'Category&VideoID&Quality&StartTime&EndTime'
@@ -48,8 +47,8 @@ def _parse_line(text, where):
         start, end = int(start), int(end)
     except ValueError:
         raise ValueError(f'{where}: start/end seconds must be integers: {text!r}') from None
-    if not 0 <= start <= end <= NUM_SEGMENTS:
-        raise ValueError(f'{where}: need 0 <= start <= end <= {NUM_SEGMENTS}, '
+    if not 0 <= start <= end <= AVE.num_segments:
+        raise ValueError(f'{where}: need 0 <= start <= end <= {AVE.num_segments}, '
                          f'got start={start} end={end}: {text!r}')
     if not category or not video_id:
         raise ValueError(f'{where}: empty category or video id: {text!r}')
@@ -79,13 +78,13 @@ def read_annotations(path):
     return _read_lines(path, allow_header=True)
 
 
-def event_labels(class_ids, starts, ends, num_classes=NUM_CLASSES, num_segments=NUM_SEGMENTS):
+def event_labels(class_ids, starts, ends, num_classes=AVE.num_classes, num_segments=AVE.num_segments):
     """Label arrays for videos with class `class_ids[i]` and event segments [starts[i], ends[i]).
 
     Returns `labels` (N, T, C + 1) float32, one-hot per segment (class column inside the
     event, the background column C elsewhere), and `mil_labels` (N, C + 1) float32, one-hot
     video class (background never set, even for an empty event). C = `num_classes` and
-    T = `num_segments` default to the AVE release's 28 and 10 (C = BACKGROUND).
+    T = `num_segments` default to the AVE release's 28 and 10 (background: column C).
     """
     class_ids, starts, ends = (np.asarray(a, dtype=np.int64) for a in (class_ids, starts, ends))
     n = len(class_ids)
@@ -102,14 +101,14 @@ def event_labels(class_ids, starts, ends, num_classes=NUM_CLASSES, num_segments=
     return labels, mil_labels
 
 
-def build_labels(annotations, classes=CLASSES):
+def build_labels(annotations, classes=AVE.class_names):
     """`(labels, mil_labels)` of `event_labels` for annotation rows, classes indexed by `classes`.
 
-    `classes` lists the NUM_CLASSES category names in label-column order; an unknown
+    `classes` lists the AVE release's 28 category names in label-column order; an unknown
     category raises `ValueError` naming the annotation's file:line.
     """
-    if len(classes) != NUM_CLASSES:
-        raise ValueError(f'expected {NUM_CLASSES} class names, got {len(classes)}')
+    if len(classes) != AVE.num_classes:
+        raise ValueError(f'expected {AVE.num_classes} class names, got {len(classes)}')
     column = {name: i for i, name in enumerate(classes)}
     for a in annotations:
         if a.category not in column:
@@ -166,7 +165,7 @@ def main(argv=None):
     except (OSError, ValueError, UserError) as e:   # UserError: a write failed
         raise SystemExit(f'dataset.labels: error: {e}') from None
 
-    event_share = labels[..., :BACKGROUND].sum(-1).mean()
+    event_share = labels[..., :AVE.num_classes].sum(-1).mean()
     empty = sum(a.start == a.end for a in annotations)
     written = [LABELS_FILE, MIL_LABELS_FILE] + [f'{ORDER_FILES[s]} ({len(o)})'
                                                 for s, o in orders.items()]

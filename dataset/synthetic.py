@@ -38,10 +38,9 @@ from core.atomic import write_text
 from core.errors import UserError
 from dataset.h5io import write_h5, write_h5_chunked
 from dataset.labels import build_labels, event_labels, read_annotations
-from dataset.layout import (AUDIO_DIM, AUDIO_FILES, CLASSES, CLASSES_FILE, FEATURE_KEY,
-                            LABELS_FILE, MIL_LABELS_FILE, NOISY_AUDIO_FILE, NOISY_LABELS_FILE,
-                            NOISY_VISUAL_FILE, NUM_CLASSES, NUM_SEGMENTS, ORDER_FILES,
-                            ORDER_KEY, VISUAL_FILE, VISUAL_SHAPE)
+from dataset.layout import (AUDIO_FILES, AVE, CLASSES_FILE, FEATURE_KEY, LABELS_FILE,
+                            MIL_LABELS_FILE, NOISY_AUDIO_FILE, NOISY_LABELS_FILE,
+                            NOISY_VISUAL_FILE, ORDER_FILES, ORDER_KEY, VISUAL_FILE)
 
 # --- Facts of the real AVE release (counted in Annotations.txt and the order files) ---
 REAL_VIDEOS = 4143
@@ -104,8 +103,8 @@ class Plan:
     noisy_classes: np.ndarray  # (M,) int64 class heard/seen in the background video
     noisy_audible: np.ndarray  # (M, T) bool, never together with noisy_visible
     noisy_visible: np.ndarray  # (M, T) bool
-    num_classes: int = NUM_CLASSES  # C
-    num_segments: int = NUM_SEGMENTS  # T
+    num_classes: int = AVE.num_classes  # C
+    num_segments: int = AVE.num_segments  # T
 
     def labels(self):
         """`(labels (N, T, C + 1), mil_labels (N, C + 1))` float32, as `dataset.labels`
@@ -134,7 +133,7 @@ def class_statistics(num_classes):
     For AVE's 28: CLASS_COUNTS and FULL_LENGTH_SHARE. For any other count there are no
     real classes to follow: equal sizes, and MEAN_FULL_LENGTH_SHARE for every class.
     """
-    if num_classes == NUM_CLASSES:
+    if num_classes == AVE.num_classes:
         return CLASS_COUNTS, FULL_LENGTH_SHARE
     return (1,) * num_classes, (MEAN_FULL_LENGTH_SHARE,) * num_classes
 
@@ -148,22 +147,22 @@ def partial_length_counts(num_segments):
     to the overlap. So events keep about the real share of their video (and, as in AVE,
     very short ones are rare), whatever T. Lengths of weight 0 are left out.
     """
-    if num_segments == NUM_SEGMENTS:
+    if num_segments == AVE.num_segments:
         return PARTIAL_LENGTH_COUNTS
     weights = {}
     for length in range(1, num_segments):
         low, high = (length - 0.5) / num_segments, (length + 0.5) / num_segments
         weight = 0.0
         for real, count in PARTIAL_LENGTH_COUNTS.items():
-            overlap = (min(high, (real + 0.5) / NUM_SEGMENTS)
-                       - max(low, (real - 0.5) / NUM_SEGMENTS))
-            weight += count * max(overlap, 0.0) * NUM_SEGMENTS  # the real bin's width is 1/10
+            overlap = (min(high, (real + 0.5) / AVE.num_segments)
+                       - max(low, (real - 0.5) / AVE.num_segments))
+            weight += count * max(overlap, 0.0) * AVE.num_segments  # the real bin's width is 1/10
         if weight > 0:
             weights[length] = weight
     return weights
 
 
-def sample_events(videos, rng, num_classes=NUM_CLASSES, num_segments=NUM_SEGMENTS):
+def sample_events(videos, rng, num_classes=AVE.num_classes, num_segments=AVE.num_segments):
     """Sample `(classes, starts, ends)`, each (videos,) int64, with the real AVE statistics.
 
     Class sizes are proportional to CLASS_COUNTS (exactly the real ones for 4143 videos);
@@ -190,7 +189,7 @@ def sample_events(videos, rng, num_classes=NUM_CLASSES, num_segments=NUM_SEGMENT
     return classes.astype(np.int64), starts, ends
 
 
-def sample_modalities(starts, ends, rng, num_segments=NUM_SEGMENTS):
+def sample_modalities(starts, ends, rng, num_segments=AVE.num_segments):
     """Sample `(audible, visible)`, each (N, T) bool, for events [starts, ends).
 
     Event segments are audible and visible; every other segment is audible only, visible
@@ -211,7 +210,7 @@ def split_sizes(videos):
     return {'train': videos - 2 * held_out, 'val': held_out, 'test': held_out}
 
 
-def split_orders(classes, rng, num_classes=NUM_CLASSES):
+def split_orders(classes, rng, num_classes=AVE.num_classes):
     """Shuffled, disjoint int64 row arrays per split, covering range(len(classes)).
 
     Stratified by class: val, then test, are filled one video at a time, each time from
@@ -259,7 +258,7 @@ def check_sizes(num_classes, num_segments):
 
 
 def make_plan(videos=REAL_VIDEOS, background=None, seed=0, annotations=None,
-              num_classes=NUM_CLASSES, num_segments=NUM_SEGMENTS):
+              num_classes=AVE.num_classes, num_segments=AVE.num_segments):
     """Draw the `Plan` of a synthetic set; cheap (no features).
 
     With `annotations` (a list of `dataset.labels.Annotation`), the classes and intervals
@@ -272,9 +271,9 @@ def make_plan(videos=REAL_VIDEOS, background=None, seed=0, annotations=None,
     check_sizes(num_classes, num_segments)
     rng = np.random.default_rng([seed, PLAN_STREAM])
     if annotations is not None:
-        if (num_classes, num_segments) != (NUM_CLASSES, NUM_SEGMENTS):
-            raise ValueError(f'annotations have the {NUM_CLASSES} AVE classes and '
-                             f'{NUM_SEGMENTS} segments per video; got {num_classes} classes '
+        if (num_classes, num_segments) != (AVE.num_classes, AVE.num_segments):
+            raise ValueError(f'annotations have the {AVE.num_classes} AVE classes and '
+                             f'{AVE.num_segments} segments per video; got {num_classes} classes '
                              f'and {num_segments} segments')
         _, mil_labels = build_labels(annotations)
         classes = mil_labels.argmax(1).astype(np.int64)
@@ -303,10 +302,10 @@ class Prototypes:
     visual: np.ndarray  # (C, 512) float32
 
     @classmethod
-    def sample(cls, seed, num_classes=NUM_CLASSES):
+    def sample(cls, seed, num_classes=AVE.num_classes):
         rng = np.random.default_rng([seed, PROTOTYPE_STREAM])
-        return cls(rng.standard_normal((num_classes, AUDIO_DIM), dtype=np.float32),
-                   rng.standard_normal((num_classes, VISUAL_SHAPE[-1]), dtype=np.float32))
+        return cls(rng.standard_normal((num_classes, AVE.audio_dim), dtype=np.float32),
+                   rng.standard_normal((num_classes, AVE.visual_shape[-1]), dtype=np.float32))
 
 
 def audio_features(classes, audible, prototypes, noise, rng):
@@ -316,7 +315,7 @@ def audio_features(classes, audible, prototypes, noise, rng):
     variance so the zero share does not depend on `noise`, plus AUDIO_BIAS; then ReLU.
     """
     audible = np.asarray(audible, dtype=np.float32)[..., None]  # (B, T, 1)
-    z = rng.standard_normal(audible.shape[:2] + (AUDIO_DIM,), dtype=np.float32)
+    z = rng.standard_normal(audible.shape[:2] + (AVE.audio_dim,), dtype=np.float32)
     z *= noise
     z += audible * prototypes.audio[classes][:, None, :]
     variance = audible + np.float32(noise) ** 2
@@ -329,13 +328,13 @@ def audio_features(classes, audible, prototypes, noise, rng):
     return z
 
 
-def object_masks(videos, rng, num_segments=NUM_SEGMENTS):
+def object_masks(videos, rng, num_segments=AVE.num_segments):
     """Cells covered by each video's object, (videos, T, 7, 7) bool.
 
     A rectangle of 2x2..4x4 cells at a random place, moving by one cell between two
     segments with probability DRIFT_PROB, always inside the map.
     """
-    grid = VISUAL_SHAPE[0]
+    grid = AVE.visual_shape[0]
     low, high = OBJECT_SIZES
     size = rng.integers(low, high + 1, size=(videos, 2))  # (videos, 2) rows, cols
     corner = rng.integers(0, grid - size + 1)  # (videos, 2)
@@ -357,8 +356,8 @@ def visual_features(classes, visible, prototypes, noise, rng):
     plus the class's visual prototype on the object's cells where `visible`; then ReLU.
     """
     classes, visible = np.asarray(classes), np.asarray(visible)
-    (b, segments), channels = visible.shape, VISUAL_SHAPE[-1]
-    z = rng.standard_normal((b, segments) + VISUAL_SHAPE, dtype=np.float32)
+    (b, segments), channels = visible.shape, AVE.visual_shape[-1]
+    z = rng.standard_normal((b, segments) + AVE.visual_shape, dtype=np.float32)
     z *= np.float32(noise)
     scene = rng.standard_normal((b, channels), dtype=np.float32) * np.float32(SCENE_SCALE)
     z += (scene + np.float32(VISUAL_BIAS))[:, None, None, None, :]
@@ -391,7 +390,7 @@ def _feature_blocks(make, classes, present, prototypes, noise, seed, stream, bar
     of longer videos and more of shorter ones, so it stays about the same size. Each block
     is checked to fit the stored `dtype` (`check_fits`).
     """
-    videos = max(1, CHUNK_VIDEOS * NUM_SEGMENTS // present.shape[1])
+    videos = max(1, CHUNK_VIDEOS * AVE.num_segments // present.shape[1])
     for block, lo in enumerate(range(0, len(classes), videos)):
         rng = np.random.default_rng([seed, FEATURE_STREAM, stream, block])
         features = make(classes[lo:lo + videos], present[lo:lo + videos], prototypes, noise, rng)
@@ -422,13 +421,13 @@ def class_names(num_classes):
     AVE's names for its 28 (such a set has AVE's class statistics, and a folder without
     classes.txt is read with these names), else 'synthetic class 0', 'synthetic class 1'...
     """
-    if num_classes == NUM_CLASSES:
-        return CLASSES
+    if num_classes == AVE.num_classes:
+        return AVE.class_names
     return tuple(f'synthetic class {c}' for c in range(num_classes))
 
 
 def generate(out, videos=None, seed=0, float64=False, background=None, annotations=None,
-             noise=NOISE, progress=True, classes=None, segments=NUM_SEGMENTS, dtype=None):
+             noise=NOISE, progress=True, classes=None, segments=AVE.num_segments, dtype=None):
     """Write a synthetic AVE set (the ten files of the release) into folder `out`.
 
     `videos` event videos (default 4143, the real count; with `annotations`, the path of
@@ -450,7 +449,7 @@ def generate(out, videos=None, seed=0, float64=False, background=None, annotatio
     if noise < 0:
         raise ValueError(f'noise must be >= 0, got {noise}')
     dtype = feature_dtype(dtype, float64)
-    num_classes = NUM_CLASSES if classes is None else classes
+    num_classes = AVE.num_classes if classes is None else classes
     check_sizes(num_classes, segments)
     if annotations is not None:
         if videos is not None:
@@ -476,7 +475,7 @@ def generate(out, videos=None, seed=0, float64=False, background=None, annotatio
     else:  # a classes.txt of an earlier set in this folder would misname these classes
         (out / CLASSES_FILE).unlink(missing_ok=True)
 
-    audio_shape, visual_shape = (segments, AUDIO_DIM), (segments,) + VISUAL_SHAPE
+    audio_shape, visual_shape = (segments, AVE.audio_dim), (segments,) + AVE.visual_shape
     features = [  # file, feature maker, classes, audible/visible flags, row shape
         (AUDIO_FILES[0], audio_features, plan.classes, plan.audible, audio_shape),
         (VISUAL_FILE, visual_features, plan.classes, plan.visible, visual_shape),
@@ -529,10 +528,10 @@ def main(argv=None):
     parser.add_argument('--noise', type=float, default=NOISE,
                         help=f'noise-to-signal ratio of the features (default {NOISE})')
     parser.add_argument('--classes', type=int,
-                        help=f'event classes, at least 2 (default {NUM_CLASSES}, with AVE\'s '
+                        help=f'event classes, at least 2 (default {AVE.num_classes}, with AVE\'s '
                              f'class sizes); when given, {CLASSES_FILE} names them')
-    parser.add_argument('--segments', type=int, default=NUM_SEGMENTS,
-                        help=f'segments per video, at least 2 (default {NUM_SEGMENTS})')
+    parser.add_argument('--segments', type=int, default=AVE.num_segments,
+                        help=f'segments per video, at least 2 (default {AVE.num_segments})')
     args = parser.parse_args(argv)
     try:
         summary = generate(args.out, videos=args.videos, seed=args.seed, float64=args.float64,

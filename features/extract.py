@@ -34,9 +34,10 @@ from core.atomic import atomic_path, temp_files, write_json, write_text
 from core.errors import EXIT_USER_ERROR, UserError, stop
 from core.lock import hold
 from dataset import layout as L
+from dataset.layout import DataSpec
 from dataset.h5io import write_h5_chunked
 from features import logmel
-from features.video import VideoError, decode
+from features.video import VideoError, decode, segment_count
 from features.vggish import EMBEDDING_DIM, embed
 from features.vgg19 import MAP_SHAPE
 
@@ -289,12 +290,40 @@ def read_videos_txt(path):
     return entries
 
 
+def video_rows(folder):
+    """Per video of data folder `folder` (its videos.txt), in extraction order: (file, its
+    rows in window order, its length in seconds, its segment count). A video's windows are
+    consecutive rows from second 0, so a file extracted twice is two videos."""
+    videos = []
+    for row, start, end, file in read_videos_txt(Path(folder) / VIDEOS_FILE):
+        if start == 0 or not videos or videos[-1][0] != file:
+            videos.append([file, [], end])
+        videos[-1][1].append(row)
+        videos[-1][2] = end
+    return [(file, rows, seconds, segment_count(seconds)) for file, rows, seconds in videos]
+
+
+def random_weights_warning(paths, what):
+    """One warning line on stderr when the features in `paths` (feature files) were extracted
+    with random weights; `what` names them in that line."""
+    if any((feature_origin(p) or {}).get('weights') == 'random' for p in paths):
+        print(f'warning: {what} extracted with random weights (--weights random): they are '
+              'for trying the pipeline; training or predicting on them means nothing',
+              file=sys.stderr)
+
+
+def output_spec(settings):
+    """The DataSpec of what an extraction with `settings` writes (classes unknown)."""
+    return DataSpec(None, settings['segments'], EMBEDDING_DIM, MAP_SHAPE)
+
+
 def feature_origin(path):
     """The extraction settings recorded in a feature file, or None (the release's files)."""
     try:
         with h5py.File(path, 'r') as f:
             text = f[L.FEATURE_KEY].attrs.get(ORIGIN_ATTR) if L.FEATURE_KEY in f else None
-        return json.loads(text) if text else None
+        origin = json.loads(text) if text else None
+        return origin if isinstance(origin, dict) else None
     except (OSError, ValueError, TypeError, KeyError):
         return None
 
@@ -322,9 +351,9 @@ def add_flags(parser, segments=True):
                              'torch hub cache on first use; or the path of that .pth file '
                              '(default: download)')
     if segments:
-        parser.add_argument('--segments', type=int, default=L.NUM_SEGMENTS, metavar='T',
+        parser.add_argument('--segments', type=int, default=L.AVE.num_segments, metavar='T',
                             help='seconds per row: longer videos are cut into windows of T '
-                                 f'seconds (default: {L.NUM_SEGMENTS}, as AVE)')
+                                 f'seconds (default: {L.AVE.num_segments}, as AVE)')
     parser.add_argument('--frames_per_segment', type=int, default=16, metavar='F',
                         help='frames sampled evenly in each second (default: 16, as AVE)')
     parser.add_argument('--audio_framing', choices=tuple(logmel.FRAMINGS), default='release',

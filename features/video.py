@@ -47,6 +47,11 @@ class Decoded:
     segments: int         # whole or started seconds in it
 
 
+def segment_count(seconds):
+    """The segments (started seconds) of a video `seconds` long."""
+    return max(1, math.ceil(seconds - TOLERANCE))
+
+
 def open_video(path):
     try:
         container = av.open(str(path), metadata_errors='ignore')
@@ -175,7 +180,7 @@ def decode(path, per_segment, segments_per_batch, on_frames):
         if seconds < MIN_SECONDS - TOLERANCE:
             raise VideoError(f'{path}: {seconds:.2f} s long, shorter than one second (one '
                              'segment); nothing to extract')
-        segments = max(1, math.ceil(seconds - TOLERANCE))
+        segments = segment_count(seconds)
         windows_end = math.ceil(segments / segments_per_batch) * segments_per_batch
         for batch in sampler.finish(windows_end):
             on_frames(batch)

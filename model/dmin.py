@@ -14,8 +14,6 @@ SETTINGS = ('supervised', 'weak')
 MODEL_KEYS = ('d_model', 'n_heads', 'ff_dim', 'encoder_layers', 'encoder_dropout',
               'agta_hidden', 'mfb_factor', 'visual_dropout', 'mfb_dropout',
               'dima_lambda', 'dima_dropout', 'fusion_heads', 'fusion_dropout')
-# The sizes DMIN takes from the data: event classes, audio width, visual map channels.
-DATA_KEYS = ('num_classes', 'audio_dim', 'visual_dim')
 
 
 class DMIN(nn.Module):
@@ -68,11 +66,12 @@ class DMIN(nn.Module):
         return segment_confidence(outputs['relevance'], outputs['category'])
 
 
-def model_args(setting, sizes, cfg):
-    """The arguments DMIN is built from: the setting, the data's `sizes` ({DATA_KEYS}) and the
-    MODEL_KEYS of config `cfg`. A checkpoint stores them and is rebuilt from them."""
-    return {'setting': setting, **{k: sizes[k] for k in DATA_KEYS},
-            **{k: cfg[k] for k in MODEL_KEYS}}
+def model_args(setting, spec, cfg):
+    """The arguments DMIN is built from: the setting, the sizes it takes from the data's
+    `spec` (a dataset.layout.DataSpec: event classes, audio width, visual map channels) and
+    the MODEL_KEYS of config `cfg`. A checkpoint stores them and is rebuilt from them."""
+    return {'setting': setting, 'num_classes': spec.num_classes, 'audio_dim': spec.audio_dim,
+            'visual_dim': spec.visual_dim, **{k: cfg[k] for k in MODEL_KEYS}}
 
 
 def build_model(args):

@@ -20,8 +20,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # run as a script, too
 import core.atomic  # noqa: E402
 import main as program  # noqa: E402
-import utils.checkpoint  # noqa: E402
-import utils.run_dir  # noqa: E402
+import engine.checkpoint  # noqa: E402
+import engine.run_dir  # noqa: E402
 
 
 def die():
@@ -62,8 +62,8 @@ def patch_writes(name, hit, half, then=die):
             os.fsync(f.fileno())
             die()
 
-    core.atomic.atomic_write = utils.checkpoint.atomic_write = atomic_write
-    utils.run_dir.atomic_write = atomic_write
+    core.atomic.atomic_write = engine.checkpoint.atomic_write = atomic_write
+    engine.run_dir.atomic_write = atomic_write
 
 
 if __name__ == '__main__':

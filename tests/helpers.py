@@ -5,7 +5,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+from dataset.layout import AVE, BACKGROUND_NAME
+
 REPO = Path(__file__).resolve().parents[1]
+# The AVE release's classes: C event classes, background is label C.
+BACKGROUND = AVE.num_classes
+LABEL_NAMES = (*AVE.class_names, BACKGROUND_NAME)
 # A small DMIN (same parts, narrower) so that the tests run in seconds on 2 cores.
 SMALL_MODEL = {'d_model': 32, 'n_heads': 4, 'ff_dim': 64, 'encoder_layers': 1,
                'agta_hidden': 32, 'mfb_factor': 2}
@@ -19,16 +24,14 @@ TINY_MODEL = {'d_model': 8, 'n_heads': 2, 'ff_dim': 16, 'encoder_layers': 1, 'ag
 TINY_FLAGS = [f for k, v in TINY_MODEL.items() for f in (f'--{k}', str(v))] + NO_IMAGES
 
 
-def build(setting, *flags, sizes=None, **keys):
+def build(setting, *flags, spec=AVE, **keys):
     """(config, model, criterion) of `setting` as the program builds them: the config from
-    `flags` and `keys`, the sizes of the AVE release unless `sizes` are given."""
-    from dataset.layout import AVE_SIZES
+    `flags` and `keys`, for data of DataSpec `spec` (the AVE release's by default)."""
+    from engine.config import parse_config
     from model import build_criterion, build_model, model_args
-    from utils.config import parse_config
     cfg = {**parse_config(setting, list(flags))[0], **keys}
-    sizes = sizes or AVE_SIZES
-    return (cfg, build_model(model_args(setting, sizes, cfg)),
-            build_criterion(cfg, setting, sizes['num_classes']))
+    return (cfg, build_model(model_args(setting, spec, cfg)),
+            build_criterion(cfg, setting, spec.num_classes))
 
 
 def run_script(script, *args, check=True):
@@ -51,7 +54,6 @@ def best_checkpoint(folder, task='Supervised'):
     return found[0]
 
 
-MAIN_SCRIPTS = {'supervised': 'supv_main.py', 'weak': 'weak_main.py'}
 
 
 def user_error(capsys, setting, argv):
@@ -60,10 +62,11 @@ def user_error(capsys, setting, argv):
     Asserts what a user must see on a bad input: exit status 2 and exactly one line on
     stderr, 'error: ...'.
     """
+    from engine.config import SCRIPTS
     from main import main
     capsys.readouterr()
     try:
-        main(setting, [str(a) for a in argv], prog=MAIN_SCRIPTS[setting])
+        main(setting, [str(a) for a in argv], prog=SCRIPTS[setting].program)
     except SystemExit as e:
         assert e.code == 2, e.code
     else:

@@ -147,7 +147,7 @@ def test_video_counts_that_disagree(folder):
 def test_other_feature_sizes_are_read_from_the_files(folder):
     rewrite(folder / 'audio_feature.h5', value=read(folder / 'audio_feature.h5')[:, :, :64])
     data = load_ave(folder, progress=False)
-    assert data.shapes['audio_dim'] == 64 and data.sizes['audio_dim'] == 64
+    assert data.spec.audio_dim == 64
 
 
 def test_audio_and_visual_must_have_the_same_segments(folder):

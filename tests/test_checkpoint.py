@@ -1,4 +1,4 @@
-"""utils/checkpoint.py: a checkpoint is data. Whatever a forger writes into one (and
+"""engine/checkpoint.py: a checkpoint is data. Whatever a forger writes into one (and
 recomputes the checksum for: it guards against damage, not forgery), resuming it either
 refuses with one line or acts only inside its own run folder."""
 import shutil
@@ -7,7 +7,7 @@ import pytest
 
 from main import main
 from tests.helpers import TINY_FLAGS, user_error
-from utils.checkpoint import BEST_GLOB, LAST, best_name, is_best_name, load_checkpoint, \
+from engine.checkpoint import BEST_GLOB, LAST, best_name, is_best_name, load_checkpoint, \
     save_checkpoint
 
 
@@ -63,7 +63,7 @@ def test_a_forged_best_name_deletes_nothing_outside_the_run_folder(run, micro_av
 
 
 def test_a_best_name_that_is_a_path_is_never_removed_or_copied(tmp_path):
-    from utils.run_dir import keep_best, remove_best
+    from engine.run_dir import keep_best, remove_best
     folder, source = tmp_path / 'a' / 'run', tmp_path / 'a' / 'source'
     folder.mkdir(parents=True)
     source.mkdir()

@@ -18,7 +18,7 @@ import torch
 import main as program
 from dataset.ave import DataError, load_ave
 from tests.helpers import REPO, TINY_FLAGS, user_error
-from utils.checkpoint import LAST, load_checkpoint, save_checkpoint
+from engine.checkpoint import LAST, load_checkpoint, save_checkpoint
 from main import main
 
 KEY = 'avadataset'
@@ -130,7 +130,7 @@ DATA_CASES = [
     ('wrong label width', 'supervised', change('labels.h5', lambda a: a[..., :1]),
      r'labels.h5 has shape \(16, 10, 1\), expected \(N, T, C \+ 1\)'),
     ('background shape', 'weak', change('visual_feature_noisy.h5', lambda a: a[..., :256]),
-     r'visual_feature_noisy.h5 has visual map shape .*7, 7, 256.*, but .*visual_feature.h5 has '
+     r'visual_feature_noisy.h5 has visual maps of shape .*7, 7, 256.*, but .*visual_feature.h5 has '
      r'\(7, 7, 512\)'),
     ('mil count disagrees', 'weak', change('mil_labels.h5', lambda a: a[:-1]),
      'files disagree on the number of videos .*mil_labels.h5: 15'),
@@ -275,17 +275,17 @@ CHECKPOINT_CASES = [
      lambda d, r, t: evaluate_argv(d, edited(best(r['weak']), t / 'less.pth.tar', drop_weight)),
      r'less.pth.tar does not fit the model it describes \(missing: [\w.]+\); it was saved by '
      'the weak setting'),
-    ('trained on data of other sizes', 'supervised',
+    ('model and data description disagree', 'supervised',
      lambda d, r, t: evaluate_argv(d, edited(best(r['supervised']), t / 'ten.pth.tar',
                                              set_model_arg('num_classes', 10))),
-     'ten.pth.tar was trained on data with num_classes 10, but these data have 28; use a '
-     'checkpoint trained on data of this shape'),
+     r"ten.pth.tar describes its data \({'num_classes': 28, .*\) otherwise than its model "
+     r"\({'num_classes': 10, "),
     ('resume with another model size', 'supervised',
      lambda d, r, t: ['--resume', r['supervised'] / LAST, '--d_model', 16, '--data_root', d],
      r"--d_model 16 differs from the value 8 stored in .*last.pth.tar; a resumed run keeps "),
     ('evaluate with another model size', 'weak',
      lambda d, r, t: evaluate_argv(d, best(r['weak']), '--agta_hidden', 16),
-     '--agta_hidden cannot change when evaluating a checkpoint; its value comes from'),
+     '--agta_hidden is a training flag, and weak_main.py only evaluates here'),
     ('truncated checkpoint', 'supervised',
      lambda d, r, t: evaluate_argv(d, cut(r['supervised'] / LAST, t / 'cut.pth.tar')),
      'checkpoint .*cut.pth.tar is corrupt or not a PyTorch checkpoint .*; use another checkpoint'),

@@ -1,7 +1,7 @@
 """Configuration: YAML defaults = flags, unknown keys and bad values are clear errors."""
 import pytest
 
-from utils.config import default_config, parse_config, resume_config
+from engine.config import default_config, parse_config, resume_config
 from core.errors import UserError
 
 

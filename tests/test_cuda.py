@@ -7,7 +7,7 @@ import torch
 from dataset.ave import load_ave
 from main import main
 from tests.helpers import SMALL_FLAGS, SMALL_MODEL, build
-from utils.checkpoint import load_checkpoint
+from engine.checkpoint import load_checkpoint
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason='no CUDA device')
 

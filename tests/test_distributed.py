@@ -1,4 +1,4 @@
-"""Training on several processes (utils/distributed.py, tools/torchrun.py): the same numbers
+"""Training on several processes (engine/distributed.py, tools/torchrun.py): the same numbers
 as one process, and every way such a run can stop (a bad input, Ctrl-C, a killed rank, a
 killed launcher, a rank that sees its peer gone) is one line and a meaningful status.
 
@@ -18,7 +18,7 @@ import pytest
 from helpers import REPO, TINY_FLAGS
 from main import main
 from tools.benchmark_data import process_tree
-from utils.checkpoint import LAST, load_checkpoint
+from engine.checkpoint import LAST, load_checkpoint
 
 # Every dropout off: one process and two must then compute the same numbers.
 NO_DROPOUT = [f for k in ('encoder', 'visual', 'mfb', 'dima', 'fusion')

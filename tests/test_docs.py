@@ -2,7 +2,7 @@
 import re
 
 from tests.helpers import REPO
-from utils.config import default_config
+from engine.config import default_config
 
 README = (REPO / 'README.md').read_text()
 

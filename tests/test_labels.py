@@ -8,8 +8,10 @@ import numpy as np
 import pytest
 
 from dataset.labels import build_labels, build_orders, event_labels, main, read_annotations
-from dataset.layout import (ANNOTATIONS_FILE, BACKGROUND, FEATURE_KEY, LABELS_FILE,
-                            MIL_LABELS_FILE, NUM_CLASSES, ORDER_FILES, ORDER_KEY, SPLIT_FILES)
+from dataset.layout import (ANNOTATIONS_FILE, AVE, FEATURE_KEY, LABELS_FILE, MIL_LABELS_FILE,
+                            ORDER_FILES, ORDER_KEY, SPLIT_FILES)
+
+NUM_CLASSES = BACKGROUND = AVE.num_classes   # background is label C
 
 REPO = Path(__file__).resolve().parents[1]
 EMPTY_EVENT_ROW = 26  # 'Church bell&VWi2ENBuTbw&good&0&0'

@@ -1,9 +1,9 @@
-"""utils.metrics: confusion matrix, per-class accuracy, event detection and events, by hand."""
+"""reports.metrics: confusion matrix, per-class accuracy, event detection and events, by hand."""
 import pytest
 import torch
 
-from dataset.layout import BACKGROUND, LABEL_NAMES
-from utils.metrics import (confusion_matrix, event_detection, merge_events, per_class_accuracy,
+from tests.helpers import BACKGROUND, LABEL_NAMES
+from reports.metrics import (confusion_matrix, event_detection, merge_events, per_class_accuracy,
                            report, report_markdown)
 
 B = BACKGROUND

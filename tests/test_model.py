@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from dataset.layout import AVE_SIZES
+from dataset.layout import AVE, DataSpec
 from model import DMIN, build_model, count_parameters, model_args
 from model.agta import AGTA, ChannelAttention, SpatialMFB, TemporalAttention
 from model.criterion import batch_counts, class_cross_entropy, total_loss
@@ -12,7 +12,7 @@ from model.dima import DenseAttention
 from model.fusion import AudioVisualFusion
 from model.heads import MILBranch, predict_segments, segment_confidence
 from tests.helpers import SMALL_MODEL, build
-from utils.config import default_config
+from engine.config import default_config
 
 B, T, P, A, V = 2, 4, 6, 5, 12     # batch, segments, positions, audio and visual widths
 
@@ -176,13 +176,13 @@ def test_output_shapes_and_float32(setting, keys):
 
 @pytest.mark.parametrize('setting', ['supervised', 'weak'])
 def test_sizes_come_from_the_arguments(setting):
-    sizes = {'num_classes': 5, 'audio_dim': 16, 'visual_dim': 24}
-    _, model, criterion = build(setting, sizes=sizes, **SMALL_MODEL)
+    spec = DataSpec(5, 3, 16, (4, 4, 24))
+    _, model, criterion = build(setting, spec=spec, **SMALL_MODEL)
     out = model(torch.rand(2, 3, 16), torch.rand(2, 3, 4, 4, 24))           # 3 segments, 4 x 4
     width = 5 if setting == 'supervised' else 6
     assert out['category'].shape == (2, width) and out['relevance'].shape == (2, 3)
     assert model.predict(out).max() <= 5
-    assert model.args == model_args(setting, sizes, build(setting, **SMALL_MODEL)[0])
+    assert model.args == model_args(setting, spec, build(setting, **SMALL_MODEL)[0])
 
 
 def test_the_constructor_has_no_defaults_to_disagree_with_the_config():
@@ -208,4 +208,4 @@ def test_every_parameter_gets_a_gradient(setting):
 @pytest.mark.parametrize('setting, count', [('supervised', 11_390_778), ('weak', 11_391_549)])
 def test_parameter_count_of_the_configured_model(setting, count):
     cfg, _ = default_config(setting)
-    assert count_parameters(build_model(model_args(setting, AVE_SIZES, cfg))) == count
+    assert count_parameters(build_model(model_args(setting, AVE, cfg))) == count

@@ -1,4 +1,4 @@
-"""utils.plots: the figures show what they claim (events, counts, accuracies), as valid PNGs,
+"""reports.plots: the figures show what they claim (events, counts, accuracies), as valid PNGs,
 and nothing loads matplotlib unless a figure is asked for."""
 import struct
 import subprocess
@@ -7,11 +7,11 @@ import sys
 import pytest
 import torch
 
-from dataset.layout import BACKGROUND as B
-from dataset.layout import LABEL_NAMES
+from tests.helpers import BACKGROUND as B
+from tests.helpers import LABEL_NAMES
 from tests.helpers import REPO
-from utils import plots
-from utils.metrics import report
+from reports import plots
+from reports.metrics import report
 
 PNG_SIGNATURE = b'\x89PNG\r\n\x1a\n'
 
@@ -88,5 +88,5 @@ def test_figures_render_to_rgb_arrays_for_tensorboard(rep):
 
 
 def test_training_code_does_not_load_matplotlib():
-    code = 'import sys, main, utils.metrics; sys.exit("matplotlib" in sys.modules)'
+    code = 'import sys, main, reports.metrics; sys.exit("matplotlib" in sys.modules)'
     assert subprocess.run([sys.executable, '-c', code], cwd=REPO).returncode == 0

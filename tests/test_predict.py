@@ -10,12 +10,11 @@ import pytest
 import torch
 
 from dataset.ave import load_ave, load_videos
-from dataset.layout import BACKGROUND, LABEL_NAMES
-from tests.helpers import REPO, SMALL_FLAGS, best_checkpoint, run_script
+from tests.helpers import BACKGROUND, LABEL_NAMES, REPO, SMALL_FLAGS, best_checkpoint, run_script
 from tests.test_plots import png_size
 from tools.predict import main as predict
-from utils.checkpoint import load_checkpoint, model_from_checkpoint
-from utils.plots import SIZES
+from engine.checkpoint import load_checkpoint, model_for
+from reports.plots import SIZES
 from main import main as train
 
 
@@ -45,7 +44,7 @@ def predicted(checkpoints, tiny_ave, tmp_path_factory):
 
 def model_outputs(checkpoint, data, rows):
     """(preds, confidence, labels) of tensor `rows` of AVEData `data`, straight from the model."""
-    model = model_from_checkpoint(load_checkpoint(checkpoint), checkpoint).eval()
+    model = model_for(load_checkpoint(checkpoint), checkpoint, data.spec)[0].eval()
     with torch.no_grad():
         outputs = model(*data.inputs(rows))
     return model.predict(outputs), model.confidence(outputs), data.targets(rows)['segment']
@@ -216,8 +215,8 @@ def test_events_of_video_files_over_their_whole_length(checkpoints, extracted, v
     err = capsys.readouterr().err.strip().splitlines()
     assert stop.value.code == 2 and err[-1].startswith('error: 5 of 7 videos failed')
     assert err[0] == ('warning: the features of these videos were extracted with random weights '
-                      '(--weights random): predictions from them mean nothing; extract with '
-                      'pretrained weights')
+                      '(--weights random): they are for trying the pipeline; training or '
+                      'predicting on them means nothing')
     doc = json.loads((tmp_path / 'v.json').read_text())
     long, shift = doc['videos']
     assert long['video'].endswith('long.mp4') and shift['video'].endswith('shift.mkv')
@@ -227,7 +226,7 @@ def test_events_of_video_files_over_their_whole_length(checkpoints, extracted, v
     # The segments are the model's on the rows, window after window, cut at 25 s.
     data = load_videos(features / 'audio_feature.h5', features / 'visual_feature.h5',
                        progress=False)
-    model = model_from_checkpoint(load_checkpoint(checkpoints['supervised']), 'ckpt').eval()
+    model = model_for(load_checkpoint(checkpoints['supervised']), 'ckpt', data.spec)[0].eval()
     with torch.no_grad():
         preds = model.predict(model(*data.inputs(torch.arange(4))))
     assert [s['class'] for s in long['segments']] == preds[:3].reshape(-1)[:25].tolist()

@@ -13,12 +13,12 @@ import pytest
 import torch
 
 import main as program
-import utils.engine
+import engine.loop
 from core.errors import UserError
 from dataset.synthetic import generate
 from main import main
 from tests.helpers import REPO, TINY_FLAGS, user_error
-from utils.checkpoint import BEST_GLOB, LAST, load_checkpoint
+from engine.checkpoint import BEST_GLOB, LAST, load_checkpoint
 
 N_EPOCH = 6
 # Milestones inside the run, so that a resumed run must continue the learning-rate schedule.
@@ -203,14 +203,14 @@ def test_non_finite_loss_stops_with_epoch_and_step_keeping_the_last_good_checkpo
         value, epoch, step, data, tmp_path, monkeypatch, capsys):
     steps_per_epoch = 5   # 20 training videos, batch size 4
     calls = []
-    real_total_loss = utils.engine.total_loss
+    real_total_loss = engine.loop.total_loss
 
     def total_loss(terms, weight_dict):
         calls.append(1)
         loss = real_total_loss(terms, weight_dict)
         return loss * value if len(calls) == (epoch - 1) * steps_per_epoch + step else loss
 
-    monkeypatch.setattr(utils.engine, 'total_loss', total_loss)
+    monkeypatch.setattr(engine.loop, 'total_loss', total_loss)
     run = tmp_path / 'run'
     line = user_error(capsys, 'supervised', argv(data, run, 3))
     assert f'at epoch {epoch}, step {step}' in line and '--lr' in line

@@ -1,4 +1,4 @@
-"""utils/run_dir.py: what a run keeps in its folder: the code that ran, its best checkpoint
+"""engine/run_dir.py: what a run keeps in its folder: the code that ran, its best checkpoint
 (also when only last.pth.tar was copied), one line when the disk is full."""
 import errno
 import json
@@ -9,7 +9,7 @@ import pytest
 
 from main import main
 from tests.helpers import REPO, TINY_FLAGS, user_error
-from utils.checkpoint import BEST_GLOB, LAST, load_checkpoint
+from engine.checkpoint import BEST_GLOB, LAST, load_checkpoint
 
 
 def train_argv(data, run, *extra):

@@ -10,12 +10,12 @@ import pytest
 import torch
 
 from dataset.ave import feature_bytes, load_ave
-from dataset.layout import AVE_DESCRIPTION, CLASSES_FILE, FEATURE_KEY, VISUAL_FILE
+from dataset.layout import AVE, CLASSES_FILE, DataSpec, FEATURE_KEY, VISUAL_FILE
 from dataset.synthetic import generate
 from helpers import TINY_FLAGS, user_error
 from main import main
-from utils.checkpoint import load_checkpoint, save_checkpoint
-from utils.memory import release_freed_memory, reuse_freed_memory
+from engine.checkpoint import load_checkpoint, save_checkpoint
+from engine.memory import release_freed_memory, reuse_freed_memory
 
 QUIET = ['--no_progress', '--num_threads', '1']
 
@@ -42,8 +42,7 @@ def weights(path):
 def test_the_data_give_classes_segments_shapes_and_names(other_sizes):
     data = load_ave(other_sizes, progress=False)
     names = tuple((other_sizes / CLASSES_FILE).read_text().splitlines())
-    assert data.num_classes == 5 and data.class_names == names and len(names) == 5
-    assert data.shapes == {'num_segments': 6, 'audio_dim': 128, 'visual_shape': (7, 7, 512)}
+    assert len(names) == 5 and data.spec == DataSpec(5, 6, 128, (7, 7, 512), names)
     assert data.segment.shape[1] == 6 and int(data.segment.max()) <= 5
 
 
@@ -94,7 +93,7 @@ def test_without_classes_txt_names_are_class_i_and_a_wrong_one_is_refused(
     for f in other_sizes.iterdir():
         if f.name != CLASSES_FILE:
             (data / f.name).symlink_to(f)
-    assert load_ave(data, progress=False).class_names == tuple(f'class_{c}' for c in range(5))
+    assert load_ave(data, progress=False).spec.class_names == tuple(f'class_{c}' for c in range(5))
     (data / CLASSES_FILE).write_text('a\nb\nc\n')
     line = user_error(capsys, 'supervised', ['--data_root', data, '--snapshot_pref',
                                              tmp_path / 'run', *QUIET])
@@ -108,7 +107,7 @@ def test_a_checkpoint_written_before_data_were_recorded_still_evaluates_and_resu
         micro_ave, tmp_path):
     train('supervised', micro_ave, tmp_path / 'run', '--n_epoch', 1)
     state = load_checkpoint(tmp_path / 'run' / 'last.pth.tar')
-    assert state['data'] == AVE_DESCRIPTION
+    assert state['data'] == AVE.to_dict()
     del state['data']                  # as the main before this version wrote it
     save_checkpoint(state, tmp_path / 'old.pth.tar')
     main('supervised', ['--data_root', str(micro_ave), '--evaluate', '--resume',
@@ -137,7 +136,7 @@ def test_streamed_training_is_bit_identical_to_in_memory(setting, micro_ave, tmp
 def test_auto_streams_when_the_features_would_fill_half_the_free_memory(micro_ave):
     memory = load_ave(micro_ave, progress=False)
     needed = memory.audio.nbytes + memory.visual.nbytes
-    assert feature_bytes(len(memory.source_rows), memory.shapes, torch.float32) == needed
+    assert feature_bytes(len(memory.source_rows), memory.spec, torch.float32) == needed == memory.feature_bytes
     for budget, in_memory in ((2 * needed, True), (2 * needed - 1, False), (None, True)):
         data = load_ave(micro_ave, progress=False, in_memory='auto', memory_budget=budget)
         assert data.in_memory == in_memory and (data.audio is None) != in_memory

@@ -12,17 +12,17 @@ import torch
 from dataset.ave import load_ave
 from dataset.h5io import write_h5
 from dataset.layout import AUDIO_FILES, FEATURE_KEY, VISUAL_FILE
-import utils.device
+import engine.device
 from main import main
 from tests.helpers import REPO, SMALL_FLAGS, SMALL_MODEL, TINY_MODEL, build
-from utils.engine import evaluate, train_one_epoch
+from engine.loop import evaluate, train_one_epoch
 
 
 def small_setup(tiny_ave, *flags, model_keys=SMALL_MODEL, **load):
     torch.manual_seed(0)
     data = load_ave(tiny_ave, splits=('train', 'val'), progress=False, **load)
     cfg, model, criterion = build('supervised', '--batch_size', '8', *flags, **model_keys,
-                                  sizes=data.sizes)
+                                  spec=data.spec)
     return cfg, data, model, criterion
 
 
@@ -46,7 +46,7 @@ def test_bf16_autocast_computes_in_bfloat16_keeps_float32_weights_and_learns(nar
     # instructions.
     cfg, data, model, criterion = small_setup(narrow, '--amp', 'bf16', '--lr', '3e-3',
                                               '--batch_size', '4', model_keys=TINY_MODEL)
-    assert data.sizes == {'num_classes': 28, 'audio_dim': 32, 'visual_dim': 64}
+    assert (data.spec.num_classes, data.spec.audio_dim, data.spec.visual_dim) == (28, 32, 64)
     dtypes = set()
     model.visual_encoder.proj.register_forward_hook(lambda m, i, out: dtypes.add(out.dtype))
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg['lr'])
@@ -55,8 +55,8 @@ def test_bf16_autocast_computes_in_bfloat16_keeps_float32_weights_and_learns(nar
     assert dtypes == {torch.bfloat16}                                  # the products ran in bf16
     assert all(p.dtype == torch.float32 for p in model.parameters())   # weights stay float32
     assert stats[-1]['loss'] < stats[0]['loss']
-    _, bf16 = evaluate(model, data, 'val', cfg, progress=False)
-    _, fp32 = evaluate(model, data, 'val', dict(cfg, amp='none'), progress=False)
+    bf16 = evaluate(model, data, 'val', cfg, progress=False)
+    fp32 = evaluate(model, data, 'val', dict(cfg, amp='none'), progress=False)
     assert (bf16 == fp32).float().mean() >= 0.9
 
 
@@ -67,8 +67,8 @@ def test_float16_storage_predicts_like_float32(tiny_ave):
     for epoch in (1, 2, 3):
         train_one_epoch(model, criterion, data32, optimizer, epoch, cfg,
                         torch.Generator().manual_seed(epoch), progress=False)
-    _, p32 = evaluate(model, data32, 'val', cfg, progress=False)
-    _, p16 = evaluate(model, data16, 'val', cfg, progress=False)
+    p32 = evaluate(model, data32, 'val', cfg, progress=False)
+    p16 = evaluate(model, data16, 'val', cfg, progress=False)
     assert (p32 == p16).float().mean() >= 0.98
 
 
@@ -95,7 +95,7 @@ BLOCK_FAULTS = """
 import resource, sys
 import numpy as np
 sys.path.insert(0, sys.argv[1])
-from utils.memory import reuse_freed_memory
+from engine.memory import reuse_freed_memory
 applied = reuse_freed_memory() if sys.argv[2] == 'reuse' else False
 faults = []
 for _ in range(10):
@@ -131,7 +131,7 @@ def test_reuse_freed_memory_keeps_large_freed_blocks_for_the_next_step():
 def test_reuse_memory_flag_decides_whether_cpu_runs_keep_freed_memory(tiny_ave, tmp_path,
                                                                        monkeypatch, flags, calls):
     seen = []
-    monkeypatch.setattr(utils.device, 'reuse_freed_memory', lambda: seen.append(1) or True)
+    monkeypatch.setattr(engine.device, 'reuse_freed_memory', lambda: seen.append(1) or True)
     result = main('supervised', [
         '--data_root', str(tiny_ave), '--snapshot_pref', str(tmp_path / 'run'), '--n_epoch', '1',
         '--batch_size', '8', '--no_progress', '--tb_images_every', '0', *flags, *SMALL_FLAGS])

@@ -11,7 +11,7 @@ import main as program
 from dataset.layout import FEATURE_KEY, VISUAL_FILE
 from dataset.stream import FeatureReader
 from tests.helpers import TINY_FLAGS, user_error
-from utils.checkpoint import LAST, load_checkpoint
+from engine.checkpoint import LAST, load_checkpoint
 
 
 def streamed(data, run, workers):

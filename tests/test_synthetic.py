@@ -10,10 +10,9 @@ from tqdm import tqdm
 
 from dataset import synthetic
 from dataset.labels import build_labels, read_annotations
-from dataset.layout import (ANNOTATIONS_FILE, AUDIO_FILES, BACKGROUND, CLASSES, CLASSES_FILE,
-                            FEATURE_KEY, LABELS_FILE, MIL_LABELS_FILE, NOISY_AUDIO_FILE,
-                            NOISY_LABELS_FILE, NOISY_VISUAL_FILE, NUM_CLASSES, ORDER_FILES,
-                            ORDER_KEY, VISUAL_FILE)
+from dataset.layout import (ANNOTATIONS_FILE, AUDIO_FILES, AVE, CLASSES_FILE, FEATURE_KEY,
+                            LABELS_FILE, MIL_LABELS_FILE, NOISY_AUDIO_FILE, NOISY_LABELS_FILE,
+                            NOISY_VISUAL_FILE, ORDER_FILES, ORDER_KEY, VISUAL_FILE)
 
 REPO = Path(__file__).resolve().parents[1]
 FEATURE_FILES = (AUDIO_FILES[0], VISUAL_FILE, NOISY_AUDIO_FILE, NOISY_VISUAL_FILE)
@@ -59,11 +58,11 @@ def test_writes_the_ten_release_files_with_keys_shapes_and_dtypes(tiny_ave):
 def test_labels_are_one_hot_and_background_videos_have_no_event(tiny_ave):
     labels, mil_labels = read(tiny_ave / LABELS_FILE), read(tiny_ave / MIL_LABELS_FILE)
     assert set(np.unique(labels)) == {0, 1} and (labels.sum(-1) == 1).all()
-    assert (mil_labels.sum(-1) == 1).all() and (mil_labels[:, BACKGROUND] == 0).all()
-    event = labels[..., BACKGROUND] == 0
+    assert (mil_labels.sum(-1) == 1).all() and (mil_labels[:, AVE.num_classes] == 0).all()
+    event = labels[..., AVE.num_classes] == 0
     assert (labels.argmax(-1)[event] == mil_labels.argmax(-1)[:, None].repeat(10, 1)[event]).all()
     noisy = read(tiny_ave / NOISY_LABELS_FILE)
-    assert (noisy.argmax(-1) == BACKGROUND).all() and (noisy.sum(-1) == 1).all()
+    assert (noisy.argmax(-1) == AVE.num_classes).all() and (noisy.sum(-1) == 1).all()
 
 
 def test_orders_are_shuffled_disjoint_and_cover_all_rows(tiny_ave):
@@ -102,7 +101,7 @@ def test_same_seed_gives_identical_files_and_another_seed_differs(tmp_path):
 
 
 def test_class_sizes_are_exactly_the_real_ones_at_full_size(full_plan):
-    counts = np.bincount(full_plan.classes, minlength=NUM_CLASSES)
+    counts = np.bincount(full_plan.classes, minlength=AVE.num_classes)
     assert counts.tolist() == list(synthetic.CLASS_COUNTS)
 
 
@@ -116,7 +115,7 @@ def test_event_statistics_are_close_to_the_real_ones(full_plan):
     touching = (full_plan.starts[partial] == 0) | (full_plan.ends[partial] == 10)
     assert abs(touching.mean() - 0.82) < 0.04
     # Per class, the share of full-length events follows the real one.
-    share = np.array([full[full_plan.classes == c].mean() for c in range(NUM_CLASSES)])
+    share = np.array([full[full_plan.classes == c].mean() for c in range(AVE.num_classes)])
     assert np.abs(share - synthetic.FULL_LENGTH_SHARE).max() < 0.15
     assert np.corrcoef(share, synthetic.FULL_LENGTH_SHARE)[0, 1] > 0.9
 
@@ -124,7 +123,7 @@ def test_event_statistics_are_close_to_the_real_ones(full_plan):
 def test_full_size_splits_are_the_real_sizes_and_hold_every_class(full_plan):
     assert {s: len(o) for s, o in full_plan.orders.items()} == synthetic.REAL_SPLIT_SIZES
     for order in full_plan.orders.values():
-        assert len(np.unique(full_plan.classes[order])) == NUM_CLASSES
+        assert len(np.unique(full_plan.classes[order])) == AVE.num_classes
     assert len(full_plan.noisy_classes) == synthetic.REAL_BACKGROUND
 
 
@@ -134,9 +133,9 @@ def test_other_sizes_split_proportionally(videos, sizes):
 
 
 def test_full_size_splits_hold_each_class_in_proportion(full_plan):
-    counts = np.bincount(full_plan.classes, minlength=NUM_CLASSES)
+    counts = np.bincount(full_plan.classes, minlength=AVE.num_classes)
     for split, order in full_plan.orders.items():
-        in_split = np.bincount(full_plan.classes[order], minlength=NUM_CLASSES)
+        in_split = np.bincount(full_plan.classes[order], minlength=AVE.num_classes)
         # val and test are within a rounding of their share; train takes both roundings.
         assert np.abs(in_split - counts * len(order) / counts.sum()).max() < 1.5, split
 
@@ -162,7 +161,7 @@ def test_background_count_defaults_to_the_real_share():
 
 def test_event_segments_are_audible_and_visible_others_at_most_one(full_plan):
     labels, _ = full_plan.labels()
-    event = labels[..., BACKGROUND] == 0  # (N, 10)
+    event = labels[..., AVE.num_classes] == 0  # (N, 10)
     both = full_plan.audible & full_plan.visible
     np.testing.assert_array_equal(both, event)
     # Off-event segments: audible only, visible only or neither, about a third each.
@@ -342,7 +341,7 @@ def test_explicit_28_classes_only_adds_the_ave_class_names(tmp_path):
                                   progress=False)
     default = synthetic.generate(tmp_path / 'b', videos=3, background=1, progress=False)
     assert explicit['classes'] == default['classes'] == 28
-    assert (tmp_path / 'a' / CLASSES_FILE).read_text().splitlines() == list(CLASSES)
+    assert (tmp_path / 'a' / CLASSES_FILE).read_text().splitlines() == list(AVE.class_names)
     assert not (tmp_path / 'b' / CLASSES_FILE).exists()  # the default: the ten files only
     a, b = read_all(tmp_path / 'a'), read_all(tmp_path / 'b')
     assert a.keys() == b.keys() and len(a) == 10
@@ -361,7 +360,7 @@ def test_other_segment_counts_keep_the_event_statistics(segments):
     assert abs((lengths == segments).mean() - 0.664) < 0.05
     assert abs(lengths.mean() / segments - 0.83) < 0.04
     labels, _ = plan.labels()
-    assert labels.shape == (600, segments, NUM_CLASSES + 1)
+    assert labels.shape == (600, segments, AVE.num_classes + 1)
 
 
 def test_ten_segments_keep_the_real_length_counts_and_others_rebin_them():

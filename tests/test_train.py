@@ -10,11 +10,12 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from dataset.ave import load_ave
+from reports.metrics import accuracy
 from main import main
 from tests.helpers import (REPO, SMALL_FLAGS, SMALL_MODEL, best_checkpoint, build,
                            printed_test_accuracy, run_script, user_error)
-from utils.checkpoint import load_checkpoint, save_checkpoint
-from utils.engine import evaluate, train_one_epoch
+from engine.checkpoint import load_checkpoint, save_checkpoint
+from engine.loop import evaluate, train_one_epoch
 
 
 def test_tiny_overfit_loss_falls_and_accuracy_rises(tiny_ave):
@@ -25,10 +26,10 @@ def test_tiny_overfit_loss_falls_and_accuracy_rises(tiny_ave):
     data.splits['fit'] = data.splits['train']
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg['lr'])
     generator = torch.Generator().manual_seed(0)
-    before, _ = evaluate(model, data, 'fit', cfg, progress=False)
+    before = accuracy(data.segment[data.splits['fit']], evaluate(model, data, 'fit', cfg, progress=False))
     stats = [train_one_epoch(model, criterion, data, optimizer, e, cfg, generator, progress=False)
              for e in range(1, 16)]
-    after, _ = evaluate(model, data, 'fit', cfg, progress=False)
+    after = accuracy(data.segment[data.splits['fit']], evaluate(model, data, 'fit', cfg, progress=False))
     assert stats[-1]['loss'] < 0.5 * stats[0]['loss']
     assert after > before + 30 and after > 80
 

@@ -17,7 +17,7 @@ import torch
 import core.atomic
 from main import main
 from tests.helpers import REPO, TINY_FLAGS, run_script, user_error
-from utils.checkpoint import BEST_GLOB, LAST, load_checkpoint, save_checkpoint
+from engine.checkpoint import BEST_GLOB, LAST, load_checkpoint, save_checkpoint
 
 KEY = 'avadataset'
 
@@ -113,7 +113,7 @@ def test_a_second_training_in_a_running_runs_folder_is_refused_with_its_pid(
         micro_ave, tmp_path, capsys):
     folder = tmp_path / 'run'
     holder = subprocess.Popen(
-        [sys.executable, '-c', 'import sys; from utils.run_dir import lock; from pathlib import '
+        [sys.executable, '-c', 'import sys; from engine.run_dir import lock; from pathlib import '
          f'Path; Path({str(folder)!r}).mkdir(); lock(Path({str(folder)!r})); print("locked", '
          'flush=True); sys.stdin.read()'],
         cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
@@ -319,8 +319,8 @@ def test_ctrl_c_during_the_first_save_says_there_is_nothing_to_resume(
     def interrupted(state, path):
         raise KeyboardInterrupt
 
-    import main as program
-    monkeypatch.setattr(program, 'save_checkpoint', interrupted)
+    import engine.run_dir
+    monkeypatch.setattr(engine.run_dir, 'save_checkpoint', interrupted)
     with pytest.raises(SystemExit) as e:
         main('supervised', [str(a) for a in train_argv(micro_ave, tmp_path / 'run')])
     assert e.value.code == 130

@@ -11,7 +11,7 @@ from dataset.ave import DataError, load_ave
 from model.heads import predict_segments
 from tests.helpers import (SMALL_FLAGS, SMALL_MODEL, best_checkpoint, build,
                            printed_test_accuracy, run_script, user_error)
-from utils.engine import train_one_epoch
+from engine.loop import train_one_epoch
 from main import main
 
 
@@ -136,7 +136,7 @@ def test_no_background_flag_end_to_end(tiny_ave, tmp_path):
 
 
 def test_majority_baseline_ignores_background_videos(tiny_ave):
-    from utils.report import majority_baseline
+    from reports.report import majority_baseline
     data = load_ave(tiny_ave, setting='weak', progress=False)
     train = data.splits['train'][:-len(data.background_rows)]
     # Class 3 just outnumbers background among the training videos; counting the all-

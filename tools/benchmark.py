@@ -7,7 +7,7 @@ For each device (CPU, and CUDA when present) it measures:
   - training throughput (videos/s: forward + backward + optimizer step) of both settings,
     and the achieved FLOP/s as a fraction of the matmul peak of the precision used;
   - evaluation throughput;
-with freed memory kept for reuse as training does (utils/memory.py; --no_reuse_memory: not),
+with freed memory kept for reuse as training does (engine/memory.py; --no_reuse_memory: not),
 and, with --data (a folder in the AVE layout, e.g. a full-size float64 synthetic set made
 with `python -m dataset.synthetic --out DIR --float64`), the time and peak resident memory
 of loading it with float32 and float16 storage. It prints a table and writes JSON.
@@ -27,12 +27,12 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from dataset.layout import AUDIO_DIM, AVE_SIZES, NUM_CLASSES, NUM_SEGMENTS, VISUAL_SHAPE  # noqa: E402
+from dataset.layout import AVE  # noqa: E402  (the benchmark's batches are AVE-sized)
+from engine.config import default_config  # noqa: E402
+from engine.loop import autocast, train_step  # noqa: E402
+from engine.memory import reuse_freed_memory  # noqa: E402
 from model import build_criterion, build_model, model_args  # noqa: E402
 from model.criterion import total_loss  # noqa: E402
-from utils.config import default_config  # noqa: E402
-from utils.engine import autocast  # noqa: E402
-from utils.memory import reuse_freed_memory  # noqa: E402
 
 PRECISION = {'none': torch.float32, 'bf16': torch.bfloat16}
 
@@ -71,7 +71,7 @@ def matmul_peak(device, dtype, quick):
 def lstm_flops(model, batch):
     """Forward FLOPs of the AGTA BiLSTM for `batch` videos (flop_counter does not count RNNs)."""
     lstm = model.agta.temporal.lstm
-    positions = batch * NUM_SEGMENTS * VISUAL_SHAPE[0] * VISUAL_SHAPE[1]
+    positions = batch * AVE.num_segments * AVE.visual_shape[0] * AVE.visual_shape[1]
     h, total, inputs = lstm.hidden_size, 0, lstm.input_size
     for _ in range(lstm.num_layers):
         total += 2 * 4 * h * (inputs + h) * (2 if lstm.bidirectional else 1)
@@ -81,8 +81,8 @@ def lstm_flops(model, batch):
 
 def model_flops(cfg, setting):
     """(forward, training) FLOPs per video of the model of `cfg`."""
-    model = build_model(model_args(setting, AVE_SIZES, cfg))
-    criterion = build_criterion(cfg, setting, NUM_CLASSES)
+    model = build_model(model_args(setting, AVE, cfg))
+    criterion = build_criterion(cfg, setting, AVE.num_classes)
     audio, visual, targets = fake_batch(2, torch.device('cpu'))
     with FlopCounterMode(display=False) as forward:
         outputs = model(audio, visual)
@@ -94,35 +94,29 @@ def model_flops(cfg, setting):
     return (forward.get_total_flops() + lstm) / 2, (train.get_total_flops() + 3 * lstm) / 2
 
 
-def fake_batch(batch, device, generator=None):
+def fake_batch(batch, device):
     """Random AVE-shaped inputs and targets (features >= 0 like VGG outputs)."""
-    audio = torch.rand(batch, NUM_SEGMENTS, AUDIO_DIM, device=device)
-    visual = torch.rand(batch, NUM_SEGMENTS, *VISUAL_SHAPE, device=device)
-    video_class = torch.arange(batch, device=device) % NUM_CLASSES
-    segment = video_class[:, None].repeat(1, NUM_SEGMENTS)
-    segment[:, :3] = NUM_CLASSES                                   # background
-    label = torch.nn.functional.one_hot(video_class, NUM_CLASSES + 1).float()
+    T, C = AVE.num_segments, AVE.num_classes
+    audio = torch.rand(batch, T, AVE.audio_dim, device=device)
+    visual = torch.rand(batch, T, *AVE.visual_shape, device=device)
+    video_class = torch.arange(batch, device=device) % C
+    segment = video_class[:, None].repeat(1, T)
+    segment[:, :3] = C                                             # background
+    label = torch.nn.functional.one_hot(video_class, C + 1).float()
     return audio, visual, {'segment': segment, 'video_class': video_class, 'video_label': label}
 
 
 def throughput(cfg, setting, device, amp, batch, steps, train):
     """Videos per second of training steps (or evaluation forwards) on random inputs."""
     torch.manual_seed(0)
-    model = build_model(model_args(setting, AVE_SIZES, cfg)).to(device)
-    criterion = build_criterion(cfg, setting, NUM_CLASSES)
+    model = build_model(model_args(setting, AVE, cfg)).to(device)
+    criterion = build_criterion(cfg, setting, AVE.num_classes)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg['lr'])
     audio, visual, targets = fake_batch(batch, device)
     run_cfg = dict(cfg, amp=amp)
 
-    def step():
-        with autocast(device, run_cfg['amp']):
-            outputs = model(audio, visual)
-        terms = criterion({k: v.float() for k, v in outputs.items()}, targets)
-        loss = total_loss(terms, criterion.weight_dict)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg['clip_gradient'])
-        optimizer.step()
+    def step():   # the training loop's own step
+        train_step(model, criterion, optimizer, audio, visual, targets, run_cfg)
 
     @torch.no_grad()
     def forward():

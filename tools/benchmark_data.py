@@ -96,11 +96,11 @@ def child(args):
     them); prints one JSON line."""
     import torch
     from dataset.ave import load_ave
+    from engine.config import default_config
+    from engine.device import keep_freed_memory
+    from engine.loop import train_step
+    from engine.memory import release_freed_memory
     from model import build_criterion, build_model, model_args
-    from model.criterion import total_loss
-    from utils.config import default_config
-    from utils.device import keep_freed_memory
-    from utils.memory import release_freed_memory
 
     cfg = default_config('supervised')[0]
     torch.manual_seed(0)
@@ -128,18 +128,15 @@ def child(args):
                           'videos_per_s': len(rows) / seconds,
                           'file_bytes_per_s': len(rows) * row_bytes / seconds}))
         return
-    model = build_model(model_args('supervised', data.sizes, cfg))
-    criterion = build_criterion(cfg, 'supervised', data.num_classes)
+    model = build_model(model_args('supervised', data.spec, cfg))
+    criterion = build_criterion(cfg, 'supervised', data.spec.num_classes)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg['lr'])
     model.train()
     timed = None
     for step, (batch_rows, audio, visual) in enumerate(data.batches(batches[:args.steps + 1])):
         if step == 1:                   # the first step warms up (allocations, workers)
             timed = time.perf_counter()
-        terms = criterion(model(audio, visual), data.targets(batch_rows))
-        optimizer.zero_grad(set_to_none=True)
-        total_loss(terms, criterion.weight_dict).backward()
-        optimizer.step()
+        train_step(model, criterion, optimizer, audio, visual, data.targets(batch_rows), cfg)
     seconds = time.perf_counter() - timed
     print(json.dumps({'load_seconds': load_seconds, 'steps': args.steps, 'seconds': seconds,
                       'videos_per_s': args.steps * 32 / seconds}))
@@ -181,8 +178,8 @@ def program_epoch(args, nproc, in_memory, run):
     shared among the processes (--threads each by default); metrics.json's first epoch and
     the measured wall time and memory."""
     threads = args.threads or max(1, (os.cpu_count() or 1) // nproc)
-    launch = ([sys.executable, '-m', 'torch.distributed.run', '--standalone',
-               '--nproc_per_node', str(nproc)] if nproc > 1 else [sys.executable])
+    launch = ([sys.executable, str(REPO / 'tools' / 'torchrun.py'), str(nproc)] if nproc > 1
+              else [sys.executable])
     cmd = [*launch, str(REPO / 'supv_main.py'), '--data_root', str(args.data), '--n_epoch', '1',
            '--snapshot_pref', str(run), '--data_in_memory', in_memory, '--num_workers',
            str(args.workers), '--tb_images_every', '0', '--no_progress', '--num_threads',

@@ -23,7 +23,7 @@ import torch  # noqa: E402
 from features import extract  # noqa: E402
 from features.make_video import write_video  # noqa: E402
 from features import video as video_module  # noqa: E402
-from utils.device import resolve_device  # noqa: E402
+from engine.device import resolve_device  # noqa: E402
 
 
 def timed(totals, key, function, device):

@@ -18,10 +18,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 
 from core.errors import UserError, exit_on_user_error  # noqa: E402
+from dataset import layout as L  # noqa: E402
 from features.extract import (add_flags, build_extractor, check_flags,  # noqa: E402
-                              extract_folder, gather_videos, settings_of, stop_on_failures)
-from utils.config import Parser, program_name  # noqa: E402
-from utils.device import resolve_device  # noqa: E402
+                              extract_folder, gather_videos, random_weights_warning, settings_of,
+                              stop_on_failures)
+from engine.config import Parser, program_name  # noqa: E402
+from engine.device import resolve_device  # noqa: E402
 
 
 def build_parser():
@@ -63,9 +65,7 @@ def main(argv=None):
         stop_on_failures(failures, len(videos), args.out)
     done = len(videos) - len(failures)
     print(f'{done} of {len(videos)} videos, {rows} rows of {args.segments} s -> {args.out}')
-    if args.weights == 'random':
-        print('warning: random weights: these features are for trying the pipeline, not for '
-              'training or predicting events', file=sys.stderr)
+    random_weights_warning([Path(args.out) / L.VISUAL_FILE], 'these features were')
     stop_on_failures(failures, len(videos), args.out)
     return rows, failures
 

@@ -17,13 +17,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from core.atomic import write_json, write_text  # noqa: E402
 from core.errors import UserError, exit_on_user_error  # noqa: E402
 from main import main as run_main  # noqa: E402
-from model.dmin import SETTINGS  # noqa: E402
-from utils.config import Parser, parse_config, program_name  # noqa: E402
-from utils.run_dir import holds_run  # noqa: E402
+from engine.config import SCRIPTS, Parser, parse_config, program_name  # noqa: E402
+from engine.run_dir import holds_run  # noqa: E402
 
 # Flags that multiseed sets itself for every run, or that do not train.
 OWN_FLAGS = ('--seed', '--snapshot_pref', '--resume', '--evaluate', '--report')
-SCRIPTS = {'supervised': 'supv_main.py', 'weak': 'weak_main.py'}
 
 
 def build_parser():
@@ -34,7 +32,7 @@ def build_parser():
         epilog='Every other flag (e.g. --data_root, --n_epoch) is passed to each training run; '
                'see python supv_main.py --help or python weak_main.py --help.',
         example='bash multiseed.sh --setting supervised --seeds 1 2 3 --data_root data')
-    parser.add_argument('--setting', required=True, choices=SETTINGS)
+    parser.add_argument('--setting', required=True, choices=tuple(SCRIPTS))
     parser.add_argument('--seeds', required=True, nargs='+', type=int, metavar='S',
                         help='the seeds, e.g. --seeds 1 2 3')
     parser.add_argument('--snapshot_pref', metavar='DIR',
@@ -109,7 +107,7 @@ def main(argv=None):
     args, passed = parse_args(argv)
     # Check every run's flags and folder before the first one trains for hours.
     cfg, _, _ = parse_config(args.setting, seed_argv(args, passed, args.seeds[0]),
-                             SCRIPTS[args.setting])
+                             SCRIPTS[args.setting].program)
     if cfg['n_epoch'] == 0:
         raise UserError('--n_epoch 0 trains nothing; give the number of epochs of each run')
     taken = [f'seed_{s}' for s in args.seeds if holds_run(args.snapshot_pref / f'seed_{s}')]
@@ -125,7 +123,8 @@ def main(argv=None):
     for i, seed in enumerate(args.seeds, 1):
         folder = args.snapshot_pref / f'seed_{seed}'
         print(f'== seed {seed} ({i}/{len(args.seeds)}) -> {folder}', flush=True)
-        result = run_main(args.setting, seed_argv(args, passed, seed), SCRIPTS[args.setting])
+        result = run_main(args.setting, seed_argv(args, passed, seed),
+                          SCRIPTS[args.setting].program)
         runs.append({'seed': seed, 'best_epoch': result['best_epoch'],
                      'val_accuracy': result['val_accuracy'],
                      'test_accuracy': result['test_accuracy'], 'run': str(folder)})

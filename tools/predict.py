@@ -25,29 +25,26 @@ import contextlib
 import csv
 import io
 import json
-import math
 import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import torch  # noqa: E402
+
 from core.atomic import write_text  # noqa: E402
 from core.errors import UserError, exit_on_user_error  # noqa: E402
 from dataset import layout as L  # noqa: E402
-from dataset.ave import load_ave, load_videos  # noqa: E402
+from dataset.ave import AVEData, load_ave, load_videos  # noqa: E402
 from dataset.labels import read_annotations  # noqa: E402
+from engine.checkpoint import check_setting, load_checkpoint, model_for, saved_spec  # noqa: E402
+from engine.config import SCRIPTS, Parser, program_name  # noqa: E402
+from engine.device import allocation_errors, free_memory, resolve_device  # noqa: E402
+from engine.loop import infer  # noqa: E402
 from features import extract  # noqa: E402
-from features.vgg19 import MAP_SHAPE  # noqa: E402
-from features.vggish import EMBEDDING_DIM  # noqa: E402
-from model.dmin import SETTINGS  # noqa: E402
-from utils.checkpoint import (check_data, check_setting, load_checkpoint,  # noqa: E402
-                              model_from_checkpoint, saved_data)
-from utils.device import free_memory  # noqa: E402
-from utils.config import Parser, program_name  # noqa: E402
-from utils.device import allocation_errors, resolve_device  # noqa: E402
-from utils.engine import infer  # noqa: E402
-from utils.metrics import event_summary, merge_events, report  # noqa: E402
-from utils.report import make_folder, write_report  # noqa: E402
+from reports.metrics import event_summary, merge_events, report  # noqa: E402
+from reports.report import make_folder, write_report  # noqa: E402
 
 CSV_FIELDS = ('index', 'row', 'video_id', 'class', 'class_name', 'start_s', 'end_s', 'score')
 
@@ -90,7 +87,7 @@ def build_parser():
                              'per-class accuracy and report) to DIR')
     parser.add_argument('--plot_videos', type=int, default=10, metavar='N',
                         help='timelines for the first N videos (default: 10)')
-    parser.add_argument('--setting', choices=SETTINGS,
+    parser.add_argument('--setting', choices=tuple(SCRIPTS),
                         help="require the checkpoint to be of this setting (it is read from "
                              "the checkpoint either way)")
     parser.add_argument('--device', default='auto', help='auto, cpu, cuda or cuda:N (default: auto)')
@@ -128,62 +125,67 @@ def parse_args(argv):
 
 # ----------------------------------------------------------------------------- inputs
 
+@dataclass
+class Input:
+    """What predict was given, read: the data, the rows to predict and how to name them."""
+    data: AVEData
+    rows: torch.Tensor      # (N,) rows of `data` to predict
+    source: dict            # the JSON's 'input'
+    name: str               # what the report calls these videos: the split, or 'videos ...'
+    title: str              # and the plots
+    feature_files: list     # the feature files (extracted with random weights?)
+    folder: Path = None     # --video: the data folder of the features extracted from them
+
+
+def read_input(args, state, device, stack):
+    """The input of the command line, decided here once: --video (extracted first, into
+    --features or a temporary folder that `stack` deletes), --data_root, or --audio and
+    --visual (and --labels). Returns (Input, the videos that could not be extracted)."""
+    if args.video:
+        folder = Path(args.features) if args.features else Path(
+            stack.enter_context(tempfile.TemporaryDirectory(prefix='dmin_features_')))
+        failures = extract_videos(args, state, device, folder)
+        audio, visual = folder / L.AUDIO_FILES[0], folder / L.VISUAL_FILE
+        data = load_videos(audio, visual, device=device, progress=args.progress)
+        return Input(data, data.splits['videos'], {'videos': [str(v) for v in args.video]},
+                     'videos', 'videos', [visual], folder), failures
+    if args.data_root:
+        # The supervised files suffice: prediction needs no video labels or background videos.
+        root = Path(args.data_root)
+        data = load_ave(root, (args.split,), 'supervised', background=False, device=device,
+                        progress=args.progress, in_memory='auto',
+                        memory_budget=free_memory(device))
+        return Input(data, data.splits[args.split], {'data_root': str(root), 'split': args.split},
+                     args.split, f'{args.split} split',
+                     [root / n for n in (*L.AUDIO_FILES, L.VISUAL_FILE)]), []
+    data = load_videos(existing(args.audio, '--audio'), existing(args.visual, '--visual'),
+                       args.labels and existing(args.labels, '--labels'), device,
+                       progress=args.progress)
+    return Input(data, data.splits['videos'],
+                 {'audio': str(args.audio), 'visual': str(args.visual),
+                  'labels': args.labels and str(args.labels)},
+                 *[f'videos of {Path(args.audio).name}'] * 2, [args.audio, args.visual]), []
+
+
 def existing(path, flag):
     if not Path(path).is_file():
         raise UserError(f'{flag} {path} not found; give the path of an HDF5 file')
     return path
 
 
-def warn_random_features(paths, what=None):
-    """One warning line when features were extracted with random weights."""
-    for path in paths:
-        origin = extract.feature_origin(path) if Path(path).is_file() else None
-        if origin and origin.get('weights') == 'random':
-            what = what or f'{path} was'
-            print(f'warning: {what} extracted with random weights (--weights random): '
-                  'predictions from them mean nothing; extract with pretrained weights',
-                  file=sys.stderr)
-            return
-
-
 def extract_videos(args, state, device, folder):
-    """Extract --video into `folder` for the checkpoint's segment count; returns the
-    failures [(video, reason)]."""
-    data = saved_data(state, args.checkpoint)
-    if data['audio_dim'] != EMBEDDING_DIM or tuple(data['visual_shape']) != MAP_SHAPE:
-        raise UserError(f"{args.checkpoint} was trained on features of other sizes (audio "
-                        f"{data['audio_dim']}, visual {tuple(data['visual_shape'])}) than "
-                        f'VGGish ({EMBEDDING_DIM}) and VGG-19 {MAP_SHAPE} give; --video needs a '
-                        'checkpoint trained on such features')
-    T = data['num_segments']
+    """Extract --video into `folder` as the checkpoint's data were (its segment count, and
+    the sizes VGGish and VGG-19 give); returns the failures [(video, reason)]."""
+    trained_on = saved_spec(state, args.checkpoint)
+    settings = extract.settings_of(args, trained_on.num_segments)
+    trained_on.check(extract.output_spec(settings), args.checkpoint)
     rows, failures = extract.extract_folder(
         extract.gather_videos(args.video), folder,
-        lambda: extract.build_extractor(args, device, T),
-        extract.settings_of(args, T), progress=args.progress)
+        lambda: extract.build_extractor(args, device, trained_on.num_segments), settings,
+        progress=args.progress)
     if rows == 0:
         extract.stop_on_failures(failures, len(failures), folder)
     return failures
-
-
-def read_inputs(args, device, folder=None):
-    """(AVEData, its rows to predict, a description of the input) from the command line;
-    with --video, from the features extracted into `folder`."""
-    if args.video:
-        data = load_videos(folder / L.AUDIO_FILES[0], folder / L.VISUAL_FILE, device=device,
-                           progress=args.progress)
-        return data, data.splits['videos'], {'videos': [str(v) for v in args.video]}
-    if args.data_root:
-        # The supervised files suffice: prediction needs no video labels or background videos.
-        data = load_ave(args.data_root, (args.split,), 'supervised', background=False,
-                        device=device, progress=args.progress, in_memory='auto',
-                        memory_budget=free_memory(device))
-        return data, data.splits[args.split], {'data_root': str(args.data_root),
-                                               'split': args.split}
-    data = load_videos(existing(args.audio, '--audio'), existing(args.visual, '--visual'),
-                       args.labels and existing(args.labels, '--labels'), device,
-                       progress=args.progress)
-    return data, data.splits['videos'], {'audio': str(args.audio), 'visual': str(args.visual),
-                                         'labels': args.labels and str(args.labels)}
 
 
 # ----------------------------------------------------------------------------- outputs
@@ -248,7 +250,7 @@ def events_csv(videos):
 def write_plots(folder, entries, names, series, labels, rep, count, header):
     """Timelines of the first `count` videos (`series`: their (classes, confidences)), and
     the report's figures when labels exist."""
-    from utils import plots
+    from reports import plots
     paths = []
     for entry, (preds, confidence) in zip(entries[:count], series):
         i = entry['index']
@@ -279,109 +281,108 @@ def read_video_annotations(path, total):
     return annotations
 
 
-def create_parent(path, flag):
-    make_folder(Path(path).parent, flag)
-    return Path(path)
+@contextlib.contextmanager
+def made_folder(folder, flag):
+    """Create `folder` (a UserError naming `flag` if impossible); if the block fails, the
+    folders this made are removed again where they are still empty."""
+    folder = Path(folder).absolute()
+    missing = [f for f in (folder, *folder.parents) if not f.exists()]
+    make_folder(folder, flag)
+    try:
+        yield folder
+    except BaseException:
+        for f in missing:                     # the deepest first
+            with contextlib.suppress(OSError):
+                f.rmdir()
+        raise
 
 
-def video_file_entries(folder, names, preds, confidence):
-    """Per video of `folder`'s videos.txt, its windows (rows) put back in order and cut to
-    its length: (JSON entries, [(preds, confidence)] over its whole length). A video's
-    windows are consecutive rows from start second 0, so a file given twice is two videos."""
-    from features.video import TOLERANCE
-    videos = []   # [(file, [(row, end_s)])]
-    for row, start, end, file in extract.read_videos_txt(folder / extract.VIDEOS_FILE):
-        if start == 0 or not videos or videos[-1][0] != file:
-            videos.append((file, []))
-        videos[-1][1].append((row, end))
-    entries, series = [], []
-    for i, (file, windows) in enumerate(videos):
-        rows = [row for row, _ in windows]
-        seconds = windows[-1][1]
-        length = max(1, math.ceil(seconds - TOLERANCE))   # segments with content in them
-        p, c = preds[rows].reshape(-1)[:length], confidence[rows].reshape(-1)[:length]
-        entries.append(video_entry({'index': i, 'video': file, 'seconds': seconds, 'rows': rows},
-                                   names, p, c))
-        series.append((p, c))
-    return entries, series
+@contextlib.contextmanager
+def made_for(path, flag):
+    """made_folder for the folder of file `path`; yields `path`."""
+    with made_folder(Path(path).parent, flag):
+        yield Path(path)
+
+
+def entries(inp, names, preds, confidence, labels, annotations):
+    """(JSON records, [(classes, confidences)] for the timelines): per video file over its
+    whole length (its windows put back in order) for --video, else per row."""
+    if inp.folder is not None:
+        records, series = [], []
+        for i, (file, rows, seconds, segments) in enumerate(extract.video_rows(inp.folder)):
+            p, c = preds[rows].reshape(-1)[:segments], confidence[rows].reshape(-1)[:segments]
+            records.append(video_entry({'index': i, 'video': file, 'seconds': seconds,
+                                        'rows': rows}, names, p, c))
+            series.append((p, c))
+        return records, series
+    file_rows = inp.data.source_rows[inp.rows.cpu().numpy()]
+    records = [video_entry(row_head(i, row, None if annotations is None else annotations[row]),
+                           names, preds[i], confidence[i], None if labels is None else labels[i])
+               for i, row in enumerate(file_rows)]
+    return records, list(zip(preds, confidence))
 
 
 @exit_on_user_error
 def main(argv=None):
     """Run the command line; returns the JSON document it wrote."""
     args = parse_args(argv)
-    out = create_parent(args.out, '--out')      # unwritable places fail now, not after the work
-    if args.csv:
-        create_parent(args.csv, '--csv')
-    if args.plot:
-        make_folder(args.plot, '--plot')
-    device = resolve_device(args.device)
-    state = load_checkpoint(args.checkpoint, flag='--checkpoint')
-    check_setting(state, args.setting, args.checkpoint,
-                  fix='drop --setting or pass a checkpoint of that setting')
     with contextlib.ExitStack() as stack:
-        failures = []
-        if args.video:
-            folder = Path(args.features) if args.features else Path(
-                stack.enter_context(tempfile.TemporaryDirectory(prefix='dmin_features_')))
-            failures = extract_videos(args, state, device, folder)
-        doc = predict(args, state, device, out, folder if args.video else None)
+        # Unwritable places fail now, not after the work; what this run made for its outputs
+        # is removed again if it fails.
+        out = stack.enter_context(made_for(args.out, '--out'))
+        if args.csv:
+            stack.enter_context(made_for(args.csv, '--csv'))
+        if args.plot:
+            stack.enter_context(made_folder(args.plot, '--plot'))
+        device = resolve_device(args.device)
+        state = load_checkpoint(args.checkpoint, flag='--checkpoint')
+        check_setting(state, args.setting, args.checkpoint,
+                      fix='drop --setting or pass a checkpoint of that setting')
+        inp, failures = read_input(args, state, device, stack)
+        doc = predict(args, state, device, out, inp)
     extract.stop_on_failures(failures, len(failures) + doc['num_videos'], out)
     return doc
 
 
-def predict(args, state, device, out, folder):
-    setting = state['setting']
-    data, rows, source = read_inputs(args, device, folder)
-    warn_random_features([folder / L.VISUAL_FILE] if folder else
-                         [args.audio, args.visual] if args.audio else
-                         [Path(args.data_root) / name for name in (*L.AUDIO_FILES, L.VISUAL_FILE)],
-                         'the features of these videos were' if folder else None)
-    names = (*check_data(state, args.checkpoint, data.describe()), L.BACKGROUND_NAME)
-    model = model_from_checkpoint(state, args.checkpoint, data.sizes).to(device)
-    annotations = (read_video_annotations(args.annotations, data.file_videos)
+def predict(args, state, device, out, inp):
+    """Predict `inp` with checkpoint `state`; write the JSON (and CSV, plots); returns the JSON
+    document."""
+    extract.random_weights_warning(inp.feature_files, 'the features of these videos were')
+    model, names = model_for(state, args.checkpoint, inp.data.spec)
+    model.to(device)
+    annotations = (read_video_annotations(args.annotations, inp.data.file_videos)
                    if args.annotations else None)
     with allocation_errors('--batch_size'):
-        preds, confidence = infer(model, data, rows, args.batch_size,
+        preds, confidence = infer(model, inp.data, inp.rows, args.batch_size,
                                   state['config'].get('amp', 'none'), args.progress, 'predict')
     preds, confidence = preds.cpu(), confidence.cpu()
-    labels = None if data.segment is None else data.segment[rows].cpu()
-    if folder is not None:
-        entries, series = video_file_entries(folder, names, preds, confidence)
-    else:
-        file_rows = data.source_rows[rows.cpu().numpy()]
-        entries = [video_entry(row_head(i, row, None if annotations is None else annotations[row]),
-                               names, preds[i], confidence[i],
-                               None if labels is None else labels[i])
-                   for i, row in enumerate(file_rows)]
-        series = list(zip(preds, confidence))
-    doc = {'checkpoint': str(args.checkpoint), 'setting': setting, 'epoch': state.get('epoch'),
-           'input': source, 'segment_seconds': 1, 'num_videos': len(entries)}
+    labels = None if inp.data.segment is None else inp.data.segment[inp.rows].cpu()
+    records, series = entries(inp, names, preds, confidence, labels, annotations)
+    doc = {'checkpoint': str(args.checkpoint), 'setting': state['setting'],
+           'epoch': state.get('epoch'), 'input': inp.source, 'segment_seconds': 1,
+           'num_videos': len(records)}
     rep = None
     if labels is not None:
         rep = report(labels, preds, names)
         doc['accuracy'] = rep['accuracy']
         doc['event_detection'] = rep['event_detection']
-    doc['videos'] = entries
+    doc['videos'] = records
 
     write_text(out, to_json(doc) + '\n')
-    print(f"{len(entries)} videos, {sum(len(e['events']) for e in entries)} events -> {out}")
+    print(f"{len(records)} videos, {sum(len(e['events']) for e in records)} events -> {out}")
     if rep is not None:
         print(f"segment accuracy: {rep['accuracy']:.3f}; {event_summary(rep)}")
     if args.csv:
-        write_text(Path(args.csv), events_csv(entries))
+        write_text(Path(args.csv), events_csv(records))
         print(f'events CSV -> {args.csv}')
     if args.plot:
-        plot_folder = Path(args.plot)
-        name = (args.split if args.data_root else f'videos of {Path(args.audio).name}'
-                if args.audio else 'videos')
-        paths = write_plots(plot_folder, entries, names, series, labels, rep, args.plot_videos,
-                            f'{name} split' if args.data_root else name)
+        paths = write_plots(Path(args.plot), records, names, series, labels, rep,
+                            args.plot_videos, inp.title)
         if rep is not None:
-            write_report(plot_folder, {name: rep}, {'setting': setting,
-                                                    'epoch': state.get('epoch'),
-                                                    'checkpoint': str(args.checkpoint)})
-        print(f'{len(paths)} plots -> {plot_folder}')
+            write_report(Path(args.plot), {inp.name: rep}, {
+                'setting': state['setting'], 'epoch': state.get('epoch'),
+                'checkpoint': str(args.checkpoint)})
+        print(f'{len(paths)} plots -> {args.plot}')
     return doc
 
 

@@ -15,7 +15,7 @@ When a process fails:
   nothing more.
 Ctrl-C reaches every process (the terminal sends it to all): each rank stops as one process
 does, and rank 0's line says how to continue. If the launcher itself is killed with kill -9,
-the ranks get a SIGINT from the kernel and stop the same way (utils/distributed.py).
+the ranks get a SIGINT from the kernel and stop the same way (engine/distributed.py).
 """
 import logging
 import os
@@ -27,8 +27,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from core.errors import EXIT_INTERRUPTED, EXIT_PEER_GONE, LAUNCHER_ENV  # noqa: E402
-from utils import run_dir  # noqa: E402
-from utils.distributed import RUN_FOLDER  # noqa: E402
+from engine import run_dir  # noqa: E402
+from engine.distributed import RUN_FOLDER  # noqa: E402
 
 
 def main(argv):

@@ -61,7 +61,7 @@ def tell_launcher(folder):
     """Under tools/torchrun.py, leave the path of run folder `folder` where the launcher
     looks for it (for its line when a process is killed)."""
     where = os.environ.get(LAUNCHER_ENV)
-    if where and os.path.isdir(where):
+    if where and os.path.isdir(where) and rank() == 0:
         with open(os.path.join(where, RUN_FOLDER), 'w') as f:
             f.write(os.path.abspath(folder))
 
@@ -97,6 +97,21 @@ def rank():
 def local_world():
     """Processes of this launch on this machine (they share its memory)."""
     return int(os.environ.get('LOCAL_WORLD_SIZE', '1')) if dist.is_initialized() else 1
+
+
+def wrap(net, device):
+    """`net` itself in one process; under torchrun, in DistributedDataParallel, which averages
+    the ranks' gradients after every backward pass."""
+    if world() == 1:
+        return net
+    from torch.nn.parallel import DistributedDataParallel
+    return DistributedDataParallel(net, device_ids=[device.index] if device.type == 'cuda'
+                                   else None)
+
+
+def describe(batch_size):
+    """' on N processes (global batch B)' under torchrun, else nothing: for the run's log."""
+    return f' on {world()} processes (global batch {batch_size})' if world() > 1 else ''
 
 
 def part(rows):

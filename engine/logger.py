@@ -77,7 +77,7 @@ def log_epoch(writer, log, record, weight_dict):
 
 def log_report_images(writer, reports, epoch):
     """Per-class accuracy bars and the confusion matrix of each split, as TensorBoard images."""
-    from utils import plots   # matplotlib loads only when images are wanted
+    from reports import plots   # matplotlib loads only when images are wanted
     for split, rep in reports.items():
         bars = plots.per_class_figure(rep['per_class'], rep['accuracy'],
                                       title=f'Per-class accuracy, {split}, epoch {epoch}')

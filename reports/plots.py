@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from utils.metrics import merge_events
+from reports.metrics import merge_events
 
 DPI = 100
 # (width, height) in pixels of each kind of figure.

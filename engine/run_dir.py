@@ -1,15 +1,18 @@
 """The run folder (--snapshot_pref): locked for its run, never silently reused, checked
-writable up front, and left as it was by a start that fails before training."""
+writable up front, left as it was by a start that fails before training, and written at
+the end of every epoch in the one crash-safe order (save_epoch)."""
 import contextlib
 import shutil
 from pathlib import Path
 
-from core.atomic import atomic_write, temp_files, write_error
+from core.atomic import atomic_write, temp_files, write_error, write_json
 from core.errors import PeerGone, Resumable, UserError
 from core.lock import hold
-from utils import distributed as dist
-from utils.checkpoint import BEST_GLOB, LAST, is_best_name
-from utils.logger import close_logging
+from engine import distributed as dist
+from engine.checkpoint import (BEST_GLOB, LAST, WEIGHT_FIELDS, best_name, is_best_name,
+                               save_checkpoint)
+from engine.logger import close_logging
+from reports.report import run_summary, write_report
 
 REPO = Path(__file__).resolve().parents[1]
 # What a run writes; --overwrite deletes exactly these and nothing else of the folder.
@@ -17,8 +20,8 @@ RUN_FILES = ('config.yaml', 'metrics.json', 'train.log', 'report.json', 'report.
 RUN_DIRS = ('tensorboard', 'code')
 LOCK = '.lock'   # holds the PID of the run that has the folder; flock'ed while it runs
 SOURCE_GLOBS = ('*.py', '*.sh', '*.md', 'requirements.txt', 'configs/*.yaml', 'core/*.py',
-                'dataset/*.py', 'features/*.py', 'model/*.py', 'utils/*.py', 'tools/*.py',
-                'tools/*.sh')
+                'dataset/*.py', 'features/*.py', 'model/*.py', 'engine/*.py', 'reports/*.py',
+                'tools/*.py', 'tools/*.sh')
 _held = {}   # the lock this process holds: one run folder at a time
 
 
@@ -148,6 +151,27 @@ def resume_hint(folder):
             'to start afresh')
 
 
+def restore_best(folder, best, state, source, log):
+    """The best epoch of resumed checkpoint `state` (from folder `source`), its file kept in
+    run folder `folder`. A best checkpoint found in neither folder is written again from
+    `state` when that is the best epoch; otherwise the run says so and names no file
+    (metrics.json's best_checkpoint is null) until a later epoch is better."""
+    name = best['checkpoint']
+    if name is None or keep_best(folder, name, source):
+        return best
+    if best['epoch'] == state['epoch']:
+        save_checkpoint({**{k: state[k] for k in WEIGHT_FIELDS},
+                         'val_accuracy': best['val_accuracy'],
+                         'test_accuracy': best['test_accuracy']}, folder / name)
+        log.warning(f'warning: the best checkpoint {name} was missing; written again from '
+                    f"{LAST} (epoch {state['epoch']}, the best epoch)")
+        return best
+    log.warning(f"warning: the best checkpoint {name} (epoch {best['epoch']}) is in neither "
+                f'{folder} nor {source}; its weights are lost, so no best checkpoint is named '
+                'until a later epoch does better')
+    return {**best, 'checkpoint': None}
+
+
 def keep_best(folder, keep, source):
     """Leave `keep` as the only best checkpoint in `folder` when resuming a run from `source`;
     returns whether `keep` is there.
@@ -165,6 +189,36 @@ def keep_best(folder, keep, source):
     if not (folder / keep).exists() and copy.is_file() and not copy.is_symlink():
         atomic_write(folder / keep, copy.read_bytes())
     return (folder / keep).is_file()
+
+
+# The best epoch of a run before its first epoch.
+NO_BEST = {'epoch': 0, 'selected': None, 'val_accuracy': None, 'test_accuracy': None,
+           'checkpoint': None}
+
+
+def save_epoch(folder, setting, cfg, weights, training, history, best, reports, baseline):
+    """Write what ends epoch history[-1] into run folder `folder`, in the one order that a
+    kill at any moment leaves consistent: the best checkpoint (if this epoch is the best so
+    far) and its report.json, then last.pth.tar, which names it, then the removal of the
+    previous best checkpoint, then metrics.json. Returns the best epoch after this one.
+
+    `weights`: what every checkpoint holds (checkpoint.WEIGHT_FIELDS); `training`: what
+    last.pth.tar adds but the best epoch and the history; `reports`: the epoch's val and test
+    reports; `baseline`: the majority baseline, for metrics.json."""
+    record, previous = history[-1], best['checkpoint']
+    selected = record[f"{cfg['select_on']}_accuracy"]
+    accuracies = {'val_accuracy': record['val_accuracy'], 'test_accuracy': record['test_accuracy']}
+    if best['selected'] is None or selected > best['selected']:
+        name = best_name(record['epoch'], selected, setting)
+        save_checkpoint({**weights, **accuracies}, folder / name)
+        best = {'epoch': record['epoch'], 'selected': selected, **accuracies, 'checkpoint': name}
+        write_report(folder, reports, {'setting': setting, 'epoch': record['epoch'],
+                                       'checkpoint': name, 'select_on': cfg['select_on']})
+    save_checkpoint({**weights, **training, 'best': best, 'history': history}, folder / LAST)
+    if previous and previous != best['checkpoint']:
+        remove_best(folder, previous)
+    write_json(folder / 'metrics.json', run_summary(setting, cfg, best, history, baseline))
+    return best
 
 
 def remove_best(folder, name):

@@ -9,6 +9,7 @@ import difflib
 import math
 import os
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
@@ -25,8 +26,11 @@ RESUME_OVERRIDABLE = ('data_root', 'snapshot_pref', 'device', 'num_threads', 're
 # Paths are never taken from a checkpoint (a file from anyone): they are the command line's,
 # or today's defaults.
 PATH_KEYS = ('data_root', 'snapshot_pref')
-# Flags that may differ from a checkpoint's config when only evaluating it.
-EVAL_OVERRIDABLE = RESUME_OVERRIDABLE + ('eval_batch_size', 'feature_dtype', 'amp')
+# The keys evaluating a checkpoint takes (the rest of the config is the checkpoint's):
+# where the data are, the hardware, and how the features are held and computed.
+EVAL_KEYS = ('data_root', 'device', 'num_threads', 'reuse_memory', 'progress',
+             'data_in_memory', 'num_workers', 'prefetch', 'eval_batch_size', 'feature_dtype',
+             'amp')
 # Names users bring from other repositories, and the flag that does that here.
 FLAG_ALIASES = {'learning_rate': 'lr', 'epochs': 'n_epoch', 'n_epochs': 'n_epoch',
                 'num_epochs': 'n_epoch', 'epoch': 'n_epoch', 'bs': 'batch_size',
@@ -34,16 +38,32 @@ FLAG_ALIASES = {'learning_rate': 'lr', 'epochs': 'n_epoch', 'n_epochs': 'n_epoch
                 'dataset': 'data_root', 'output_dir': 'snapshot_pref', 'out_dir': 'snapshot_pref',
                 'save_dir': 'snapshot_pref', 'run_dir': 'snapshot_pref', 'checkpoint': 'resume',
                 'ckpt': 'resume', 'threads': 'num_threads', 'eval': 'evaluate', 'test': 'evaluate'}
-# The example that ends --help, by the name the user ran.
-EXAMPLES = {
-    'supv_train.sh': 'bash supv_train.sh --data_root data --snapshot_pref runs/supervised',
-    'supv_test.sh': 'bash supv_test.sh --data_root data --resume runs/supervised/last.pth.tar',
-    'weak_train.sh': 'bash weak_train.sh --data_root data --snapshot_pref runs/weak',
-    'weak_test.sh': 'bash weak_test.sh --data_root data --resume runs/weak/last.pth.tar',
-    'supv_main.py': 'python supv_main.py --data_root data --snapshot_pref runs/supervised',
-    'weak_main.py': 'python weak_main.py --data_root data --snapshot_pref runs/weak',
-}
+
+
+@dataclass(frozen=True)
+class Scripts:
+    """The entry points of a setting: its training and test scripts and their program."""
+    train: str
+    test: str
+    program: str
+
+
+SCRIPTS = {'supervised': Scripts('supv_train.sh', 'supv_test.sh', 'supv_main.py'),
+           'weak': Scripts('weak_train.sh', 'weak_test.sh', 'weak_main.py')}
+
+
+def example(setting, prog):
+    """The command that ends --help, by the name the user ran."""
+    scripts, run = SCRIPTS[setting], f'runs/{setting}'
+    if prog == scripts.test:
+        return f'bash {prog} --data_root data --resume {run}/last.pth.tar'
+    if prog == scripts.train:
+        return f'bash {prog} --data_root data --snapshot_pref {run}'
+    return f'python {scripts.program} --data_root data --snapshot_pref {run}'
+
+
 FLOAT32_MAX = 3.4028234663852886e38
+DEVICE_NAME = re.compile(r'auto|cpu|cuda(:\d+)?')   # what --device takes (engine/device.py)
 _HELP_LINE = re.compile(r'^(\w+):.*?#\s*(.*)$')
 
 
@@ -128,6 +148,11 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message):
         unknown = re.match(r'unrecognized arguments: (.*)', message)
+        trains = [w for w in (unknown.group(1).split() if unknown else ())
+                  if w.split('=')[0] in getattr(self, 'training_flags', ())]
+        if trains:
+            raise UserError(f'{trains[0]} is a training flag, and {self.prog} only evaluates a '
+                            "checkpoint (its config applies); see its --help for what it takes")
         if unknown:
             hints = [h for h in map(self.suggest, unknown.group(1).split()) if h]
             if hints:
@@ -148,27 +173,36 @@ class Parser(argparse.ArgumentParser):
         return close[0] if close else None
 
 
-def build_parser(setting, defaults, helps, prog):
+def build_parser(setting, defaults, helps, prog, evaluation=False):
+    """The parser of `setting`'s program; with `evaluation` (the test scripts), only what
+    evaluating a checkpoint takes."""
+    what = 'Evaluate a checkpoint of' if evaluation else 'Train or evaluate'
     parser = Parser(
         prog=prog, argument_default=argparse.SUPPRESS,
-        description=f'Train or evaluate {setting} DMIN on AVE features. Defaults come from '
-                    f'configs/base.yaml and configs/{setting}.yaml.',
-        example=EXAMPLES.get(prog, f'{prog} --data_root data'))
+        description=f'{what} {setting} DMIN on AVE-layout features. Defaults come from '
+                    f'configs/base.yaml and configs/{setting}.yaml'
+                    + ("; the rest of the config is the checkpoint's." if evaluation else '.'),
+        example=example(setting, prog))
     run = parser.add_argument_group('run')
     run.add_argument('--config', metavar='PATH', help='YAML file overriding config keys')
     run.add_argument('--resume', metavar='CKPT',
-                     help='continue training from last.pth.tar (or, with --evaluate, the '
-                          'checkpoint to evaluate)')
+                     help='the checkpoint to evaluate' if evaluation else
+                     'continue training from last.pth.tar (or, with --evaluate, the '
+                     'checkpoint to evaluate)')
     run.add_argument('--evaluate', action='store_true',
-                     help='only evaluate the --resume checkpoint on the test split')
+                     help=argparse.SUPPRESS if evaluation else
+                     'only evaluate the --resume checkpoint on the test split')
     run.add_argument('--report', metavar='DIR',
                      help='with --evaluate: also write report.json, report.md and the '
                           'confusion-matrix and per-class PNGs of the test split to DIR')
-    run.add_argument('--overwrite', action='store_true',
-                     help='start afresh in a --snapshot_pref that holds a previous run, '
-                          'deleting its checkpoints, logs and metrics')
+    if not evaluation:
+        run.add_argument('--overwrite', action='store_true',
+                         help='start afresh in a --snapshot_pref that holds a previous run, '
+                              'deleting its checkpoints, logs and metrics')
     keys = parser.add_argument_group('config keys')
     for key, default in defaults.items():
+        if evaluation and key not in EVAL_KEYS:
+            continue
         text = helps.get(key, '')
         if isinstance(default, bool):
             keys.add_argument(f'--{key}', dest=key, action='store_const', const=True,
@@ -182,21 +216,37 @@ def build_parser(setting, defaults, helps, prog):
             keys.add_argument(f'--{key}', type=type(default), choices=CHOICES.get(key),
                               metavar=None if key in CHOICES else key.upper(),
                               help=f'{text} (default: {default})')
+    parser.training_flags = {f'--{k}' for k in defaults if k not in EVAL_KEYS} | {
+        f'--no_{k}' for k, v in defaults.items() if isinstance(v, bool) and k not in EVAL_KEYS
+    } | {'--overwrite'} if evaluation else set()
     return parser
 
 
 def parse_config(setting, argv=None, prog=None):
-    """Parse the command line of `setting`.
+    """Parse the command line of `setting` (`prog`: the name the user ran; its test script
+    only evaluates).
 
     Returns (cfg, run, explicit): the resolved config dict, the run-mode options
-    (config, resume, evaluate, overwrite, report) and the set of keys given on the command line.
+    (config, resume, evaluate, overwrite, report) and the set of keys given on the command
+    line or in --config.
     """
     defaults, helps = default_config(setting)
-    prog = prog or program_name(f"{'supv' if setting == 'supervised' else 'weak'}_main.py")
-    args = vars(build_parser(setting, defaults, helps, prog).parse_args(argv))
+    prog = prog or program_name(SCRIPTS[setting].program)
+    evaluation = prog == SCRIPTS[setting].test
+    args = vars(build_parser(setting, defaults, helps, prog, evaluation).parse_args(argv))
     run = {k: args.pop(k, None) for k in ('config', 'resume', 'evaluate', 'overwrite', 'report')}
     run['evaluate'] = bool(run['evaluate'])
     run['overwrite'] = bool(run['overwrite'])
+    if run['evaluate']:
+        flag = next((f'--{k}' for k in args if k not in EVAL_KEYS), None)
+        flag = flag or ('--overwrite' if run['overwrite'] else None)
+        if flag:
+            raise UserError(f'{flag} is a training flag, and {prog} only evaluates here (the '
+                            "checkpoint's config applies); it takes --resume, --report, "
+                            f"--config and {', '.join('--' + k for k in EVAL_KEYS)}")
+        if not run['resume']:
+            needs = f'{prog} needs' if evaluation else '--evaluate needs'
+            raise UserError(f'{needs} --resume CKPT, the checkpoint to evaluate')
     cfg, given = dict(defaults), dict(args)
     if run['config']:
         from_file = read_yaml(run['config'])
@@ -249,7 +299,7 @@ def validate(cfg):
          'n_heads', f"must divide d_model={cfg['d_model']} into heads of width >= 2")
     need(cfg['d_model'] % cfg['fusion_heads'] == 0, 'fusion_heads',
          f"must divide d_model={cfg['d_model']}")
-    need(re.fullmatch(r'auto|cpu|cuda(:\d+)?', cfg['device']) is not None, 'device',
+    need(DEVICE_NAME.fullmatch(cfg['device']) is not None, 'device',
          'use auto, cpu, cuda or cuda:N')
     for key in (k for k in cfg if k.endswith('_weight')):
         need(cfg[key] >= 0, key, 'must be >= 0')
@@ -272,8 +322,11 @@ def with_saved(cfg, saved, path):
 
 
 def resume_config(saved, cfg, explicit, path):
-    """The config of a resumed run: the checkpoint's, with the overridable flags given now."""
+    """The config of a resumed run: the checkpoint's, with the overridable flags given now;
+    the run stays in the checkpoint's folder unless --snapshot_pref says otherwise."""
     resumed = with_saved(cfg, saved, path)
+    if 'snapshot_pref' not in explicit:
+        resumed['snapshot_pref'] = str(Path(path).parent)
     for key in explicit:
         if key in RESUME_OVERRIDABLE:
             resumed[key] = cfg[key]
@@ -282,6 +335,16 @@ def resume_config(saved, cfg, explicit, path):
                             f'stored in {path}; a resumed run keeps its config (only '
                             f"{', '.join('--' + k for k in RESUME_OVERRIDABLE)} may change)")
     return resumed
+
+
+def evaluation_config(saved, cfg, explicit, path):
+    """The config of evaluating checkpoint `path`: its config `saved`, with the EVAL_KEYS
+    given now; another key that a --config file sets to another value is refused."""
+    for key in sorted(explicit - set(EVAL_KEYS)):
+        if cfg[key] != saved.get(key):
+            raise UserError(f'--{key} cannot change when evaluating a checkpoint; its value '
+                            f'comes from {path}')
+    return {**with_saved(cfg, saved, path), **{k: cfg[k] for k in explicit if k in EVAL_KEYS}}
 
 
 def dump_config(cfg):

@@ -1,19 +1,21 @@
-"""One training epoch and one inference pass, shared by both settings and by predict.
+"""The training step, one training epoch and one inference pass, shared by both settings,
+by predict and by the benchmarks.
 
 Batches come from `data.batches`: rows of tensors already on the device, or streamed from
 the files. Nothing here synchronises with the device per step: losses, correct counts and
 the first non-finite step are accumulated as device tensors and read once per epoch.
-Under torchrun each rank trains on its part of every global batch (utils/distributed.py)
+Under torchrun each rank trains on its part of every global batch (engine/distributed.py)
 and the epoch's sums are added over the ranks.
 """
 import contextlib
 
+import numpy as np
 import torch
 from tqdm import tqdm
 
 from core.errors import UserError, check_interrupt
+from engine import distributed as dist
 from model.criterion import batch_counts, total_loss
-from utils import distributed as dist
 
 
 class NonFiniteLoss(UserError):
@@ -24,6 +26,40 @@ def autocast(device, amp):
     if amp == 'bf16':
         return torch.autocast(device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
+
+
+def build_optimizer(model, cfg, device):
+    """(Adam, MultiStepLR) of the config's recipe for `model`'s parameters. On CUDA the fused
+    kernel updates all parameters in one launch; the CPU keeps the default."""
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg['lr'], weight_decay=cfg['weight_decay'],
+                                 fused=device.type == 'cuda')
+    return optimizer, torch.optim.lr_scheduler.MultiStepLR(optimizer, cfg['lr_milestones'],
+                                                           cfg['lr_gamma'])
+
+
+def train_step(model, criterion, optimizer, audio, visual, targets, cfg, counts=None,
+               scale=1.0):
+    """One optimizer step on a batch: forward (in cfg['amp']), the criterion's terms, the
+    weighted total, backward (the total times `scale`), gradient clipping to
+    cfg['clip_gradient'] (0: none) and the step. Returns (outputs, terms, total); `counts`:
+    what the terms are divided by (the criterion's own batch by default)."""
+    with autocast(audio.device, cfg['amp']):
+        outputs = model(audio, visual)
+    outputs = {k: v.float() for k, v in outputs.items()}
+    terms = criterion(outputs, targets, counts)
+    loss = total_loss(terms, criterion.weight_dict)
+    optimizer.zero_grad(set_to_none=True)
+    (loss * scale if scale != 1.0 else loss).backward()
+    if cfg['clip_gradient'] > 0:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg['clip_gradient'])
+    optimizer.step()
+    return outputs, terms, loss
+
+
+def float32_values(values):
+    """Python floats of float32 `values`, written with the decimals float32 has (0.4548799,
+    not 0.45487990975379944), so that JSON shows no digits the numbers never had."""
+    return [float(str(np.float32(v))) for v in values]
 
 
 def train_one_epoch(model, criterion, data, optimizer, epoch, cfg, generator, progress=True):
@@ -54,20 +90,14 @@ def train_one_epoch(model, criterion, data, optimizer, epoch, cfg, generator, pr
     for step, (batch_rows, audio, visual) in enumerate(batches):
         check_interrupt()
         targets = data.targets(batch_rows)
-        # Terms are divided by the counts of the global batch: the ranks' losses add up to
-        # the loss one process computes on the whole batch.
-        counts = batch_counts(data.targets(global_batches[step])) if dist.world() > 1 else None
-        with autocast(device, cfg['amp']):
-            outputs = model(audio, visual)
-        outputs = {k: v.float() for k, v in outputs.items()}
-        terms = criterion(outputs, targets, counts)
-        loss = total_loss(terms, criterion.weight_dict)
-        optimizer.zero_grad(set_to_none=True)
-        # DDP averages the ranks' gradients; the world size turns that average into the sum.
-        (loss * (weights[step] * dist.world()) if dist.world() > 1 else loss).backward()
-        if cfg['clip_gradient'] > 0:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg['clip_gradient'])
-        optimizer.step()
+        # Terms are divided by the counts of the global batch, and DDP averages the ranks'
+        # gradients (the world size turns that average back into the sum): the ranks'
+        # losses add up to the loss one process computes on the whole batch.
+        distributed = dist.world() > 1
+        outputs, terms, loss = train_step(
+            model, criterion, optimizer, audio, visual, targets, cfg,
+            batch_counts(data.targets(global_batches[step])) if distributed else None,
+            weights[step] * dist.world() if distributed else 1.0)
         with torch.no_grad():
             n = len(global_batches[step]) * weights[step]
             sums += torch.stack([terms[k] for k in names] + [loss]) * n
@@ -90,7 +120,7 @@ def train_one_epoch(model, criterion, data, optimizer, epoch, cfg, generator, pr
                 else 'no checkpoint was written')
         raise NonFiniteLoss(f'{what}; training stopped and {kept}; try a lower --lr or '
                             '--clip_gradient')
-    means = (sums / len(rows)).tolist()
+    means = float32_values(sums / len(rows))
     stats = dict(zip(names, means[:-1]))
     stats['loss'] = means[-1]
     stats['accuracy'] = 100.0 * int(correct) / rows.numel() / data.segment.shape[1]
@@ -113,18 +143,16 @@ def infer(model, data, rows, batch_size, amp='none', progress=True, desc='eval')
             confidence.append(model.confidence(outputs))
             bar.update(len(audio))
     if not preds:   # this rank's part of a split smaller than the number of ranks
-        T = data.shapes['num_segments']
+        T = data.spec.num_segments
         return (torch.empty((0, T), dtype=torch.int64, device=data.device),
                 torch.empty((0, T), device=data.device))
     return torch.cat(preds), torch.cat(confidence)
 
 
 def evaluate(model, data, split, cfg, progress=True):
-    """Segment accuracy (%) over `split` and the (N, T) predicted classes, in split order.
-    Under torchrun each rank infers its part and every rank gets all predictions."""
+    """The (N, T) predicted classes of `split`, in split order (reports/metrics.py scores
+    them). Under torchrun each rank infers its part and every rank gets all predictions."""
     rows = data.splits[split]
     preds, _ = infer(model, data, dist.part(rows), cfg['eval_batch_size'], cfg['amp'],
                      progress, f'eval {split}')
-    preds = dist.gather_parts(preds, len(rows))
-    correct = int((preds == data.segment[rows]).sum())
-    return 100.0 * correct / preds.numel(), preds
+    return dist.gather_parts(preds, len(rows))

@@ -1,17 +1,17 @@
 """The device and torch's global settings of a run, and what to do when memory runs out."""
 import contextlib
 import os
-import re
 
 import torch
 
 from core.errors import UserError
-from utils.memory import reuse_freed_memory
+from engine.config import DEVICE_NAME
+from engine.memory import reuse_freed_memory
 
 
 def resolve_device(name, flag='--device'):
     """torch.device for 'auto', 'cpu', 'cuda' or 'cuda:N'; a UserError if it is not here."""
-    if not re.fullmatch(r'auto|cpu|cuda(:\d+)?', name):
+    if not DEVICE_NAME.fullmatch(name):
         raise UserError(f'{flag} {name!r} is invalid: use auto, cpu, cuda or cuda:N')
     if name == 'auto':
         return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
@@ -38,7 +38,7 @@ def configure_torch(cfg):
 
 
 def keep_freed_memory(cfg, device):
-    """With --reuse_memory on the CPU, keep freed memory for reuse (see utils/memory.py).
+    """With --reuse_memory on the CPU, keep freed memory for reuse (see engine/memory.py).
 
     Called after the data are loaded, so that loading keeps its lower peak."""
     if device.type == 'cpu' and cfg['reuse_memory']:

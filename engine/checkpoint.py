@@ -1,10 +1,11 @@
 """Checkpoints that survive crashes and strangers: atomic writes, a checksum, loading that
-runs no code, RNG state, and the one loader of a model.
+runs no code, RNG state, and the one way from a checkpoint to a model (`model_for`).
 
 A checkpoint is a dict saved with torch.save: 'setting', 'epoch', 'model' (the state dict),
 'model_args' (what DMIN was built with: the setting, the data's sizes and the model keys of
-the config), 'data' (what it was trained on: class names, segments per video, feature
-shapes), 'config' (the run's whole config) and, in last.pth.tar, what resuming needs:
+the config), 'data' (the DataSpec of what it was trained on: class names, segments per
+video, feature shapes), 'config' (the run's whole config) and, in last.pth.tar, what
+resuming needs:
 'optimizer', 'scheduler', 'rng', 'best' and 'history'; and 'checksum', the SHA-256 of all
 of that. It holds only tensors, dicts, lists, tuples, numbers, strings and None (and the
 scheduler's Counter), so it is loaded with torch.load(weights_only=True): a file that needs
@@ -26,8 +27,10 @@ import torch
 
 from core.atomic import atomic_write
 from core.errors import UserError
-from dataset.layout import AVE_DESCRIPTION, AVE_SIZES
-from model.dmin import DATA_KEYS, MODEL_KEYS, SETTINGS, build_model
+from dataset.layout import BACKGROUND_NAME, DataSpec
+from engine import distributed as dist
+from engine.config import SCRIPTS
+from model.dmin import MODEL_KEYS, SETTINGS, build_model, model_args
 
 LAST = 'last.pth.tar'
 BEST_PATTERN = 'model_epoch_{epoch}_top1_{acc:.3f}_task_{task}_best_model.pth.tar'
@@ -37,7 +40,6 @@ TASK_NAMES = {'supervised': 'Supervised', 'weak': 'WeaklySupervised'}
 # such a name, which has no path separator and so stays inside the run folder.
 BEST_NAME = re.compile(r'model_epoch_[1-9][0-9]*_top1_[0-9]+\.[0-9]{3}_task_'
                        r'(Supervised|WeaklySupervised)_best_model\.pth\.tar')
-SCRIPTS = {'supervised': ('supv_train.sh', 'supv_test.sh'), 'weak': ('weak_train.sh', 'weak_test.sh')}
 
 
 def best_name(epoch, acc, setting):
@@ -131,7 +133,7 @@ def load_checkpoint(path, flag='--resume'):
     if state['epoch'] < 0:
         raise UserError(f"{path} says it was saved after epoch {state['epoch']}; a checkpoint's "
                         'epoch is >= 0: use a checkpoint written by supv_main.py or weak_main.py')
-    return state
+    return upgrade(state, path)
 
 
 def check_fields(state, path, fields):
@@ -148,6 +150,19 @@ def check_fields(state, path, fields):
 RECORD_FIELDS = {'epoch': int, 'lr': float, 'train': dict, 'val_accuracy': float,
                  'test_accuracy': float}
 BEST_FIELDS = ('epoch', 'selected', 'val_accuracy', 'test_accuracy', 'checkpoint')
+
+
+def load_resumable(path, setting):
+    """The last.pth.tar at `path`, of `setting`, with a training state whose every field
+    checks out (a UserError otherwise)."""
+    state = load_checkpoint(path)
+    check_setting(state, setting, path)
+    if 'optimizer' not in state:
+        raise UserError(f'{path} holds only a model; resume training from the {LAST} of its '
+                        'run folder')
+    check_fields(state, path, TRAINING_FIELDS)
+    check_training_state(state, path)
+    return state
 
 
 def check_training_state(state, path):
@@ -193,18 +208,17 @@ def check_training_state(state, path):
         refuse(f'its best checkpoint is named {name!r}, not as epoch {first} names it')
 
 
-def saved_model_args(state, path):
-    """The model_args a checkpoint was built with; for one written before they were stored
-    (all of which were trained on the AVE release), the setting, the AVE release's sizes and
-    the model keys of its config."""
-    if 'model_args' in state:
-        return dict(state['model_args'])
-    missing = [k for k in MODEL_KEYS if k not in state['config']]
-    if missing:
-        raise UserError(f"{path} has no model config ({', '.join(missing)} missing); use a "
-                        'checkpoint written by supv_main.py or weak_main.py')
-    return {'setting': state.get('setting'), **AVE_SIZES,
-            **{k: state['config'][k] for k in MODEL_KEYS}}
+def upgrade(state, path):
+    """A checkpoint of an earlier version as this one writes them. Versions before data
+    specs were recorded were all trained on the AVE release (their 'data' is AVE's); before
+    that, 'model_args' were not stored either: the setting, those sizes and the model keys
+    of the config."""
+    if 'data' not in state:
+        state['data'] = DataSpec.recorded(None).to_dict()
+    if 'model_args' not in state and all(k in state['config'] for k in MODEL_KEYS):
+        state['model_args'] = model_args(state['setting'], DataSpec.recorded(None),
+                                         state['config'])
+    return state
 
 
 def check_setting(state, setting, path, fix=None):
@@ -215,64 +229,45 @@ def check_setting(state, setting, path, fix=None):
         raise UserError(f'{path} names no DMIN setting ({saved!r}); use a checkpoint written '
                         'by supv_main.py or weak_main.py')
     if setting is not None and saved != setting:
-        train_sh, test_sh = SCRIPTS[saved]
+        scripts = SCRIPTS[saved]
         raise UserError(f'{path} was saved by the {saved} setting, not {setting}; '
-                        f"{fix or f'use {train_sh} / {test_sh} for it'}")
+                        f"{fix or f'use {scripts.train} / {scripts.test} for it'}")
 
 
-def saved_data(state, path):
-    """What a checkpoint was trained on ({class_names, num_segments, audio_dim, visual_shape}):
-    its 'data' field or, for one written before it was stored, the AVE release's."""
-    data = state.get('data', AVE_DESCRIPTION)
-    ok = (isinstance(data, dict) and isinstance(data.get('class_names'), list)
-          and all(isinstance(n, str) for n in data['class_names'])
-          and isinstance(data.get('num_segments'), int) and isinstance(data.get('audio_dim'), int)
-          and isinstance(data.get('visual_shape'), list)
-          and all(isinstance(n, int) for n in data['visual_shape']))
-    if not ok:
+def saved_spec(state, path):
+    """The DataSpec of the data checkpoint `state` was trained on."""
+    try:
+        return DataSpec.recorded(state['data'])
+    except ValueError:
         raise UserError(f"{path} has a damaged 'data' field (what it was trained on); use a "
+                        'checkpoint written by supv_main.py or weak_main.py') from None
+
+
+def model_for(state, path, spec):
+    """The one way from a checkpoint to a model: DMIN rebuilt from checkpoint `state`'s
+    model_args, with its weights (on the CPU), for data of DataSpec `spec`. Returns (model,
+    label names: the checkpoint's C class names, then background). Data of another shape,
+    and a checkpoint whose weights, model and data do not fit together, are refused in one
+    line; data that name their classes otherwise get a warning (the checkpoint's names
+    name the predictions)."""
+    if 'model_args' not in state:
+        missing = [k for k in MODEL_KEYS if k not in state['config']]
+        raise UserError(f"{path} has no model config ({', '.join(missing)} missing); use a "
                         'checkpoint written by supv_main.py or weak_main.py')
-    return data
-
-
-DATA_NAMES = {'num_classes': 'event classes', 'num_segments': 'segments per video',
-              'audio_dim': 'audio features of size', 'visual_shape': 'visual maps of shape'}
-
-
-def check_data(state, path, description):
-    """Refuse checkpoint `path` for data of another shape: `description` is the data's
-    (AVEData.describe(); keys it lacks are not checked). Returns the checkpoint's class names,
-    which name its predictions; a warning if the data name their classes otherwise."""
-    saved = saved_data(state, path)
-    saved = {**saved, 'num_classes': len(saved['class_names'])}
-    given = dict(description)
-    if given.get('class_names') is not None:
-        given['num_classes'] = len(given['class_names'])
-    for key, what in DATA_NAMES.items():
-        if given.get(key) is not None and list(np.atleast_1d(given[key])) != list(
-                np.atleast_1d(saved[key])):
-            show = lambda v: tuple(v) if isinstance(v, (list, tuple)) else v
-            raise UserError(f'{path} was trained on data with {what} {show(saved[key])}, but '
-                            f'these data have {show(given[key])}; use a checkpoint trained on '
-                            'data of this shape')
-    names = given.get('class_names')
-    if names is not None and list(names) != saved['class_names']:
-        differ = next(c for c, (a, b) in enumerate(zip(names, saved['class_names'])) if a != b)
-        print(f"warning: these data name class {differ} '{names[differ]}', but {path} was "
-              f"trained with '{saved['class_names'][differ]}' (check classes.txt); results use "
-              "the checkpoint's names", file=sys.stderr)
-    return tuple(saved['class_names'])
-
-
-def model_from_checkpoint(state, path, sizes=None):
-    """The one way from a checkpoint to a model: DMIN rebuilt from the checkpoint's
-    model_args, with its weights (on the CPU). With `sizes` (the data's {num_classes,
-    audio_dim, visual_dim}), a checkpoint trained on data of other sizes is refused."""
-    args = saved_model_args(state, path)
-    for key in DATA_KEYS if sizes is not None else ():
-        if sizes.get(key) is not None and args[key] != sizes[key]:
-            raise UserError(f'{path} was trained on data with {key} {args[key]}, but these data '
-                            f'have {sizes[key]}; use a checkpoint trained on data of this shape')
+    trained_on = saved_spec(state, path)
+    trained_on.check(spec, path)
+    renamed = trained_on.renamed(spec)
+    if renamed is not None:
+        print(f"warning: these data name class {renamed} '{spec.class_names[renamed]}', but "
+              f"{path} was trained with '{trained_on.class_names[renamed]}' (check "
+              "classes.txt); results use the checkpoint's names", file=sys.stderr)
+    args = dict(state['model_args'])
+    sizes = {'num_classes': trained_on.num_classes, 'audio_dim': trained_on.audio_dim,
+             'visual_dim': trained_on.visual_dim}
+    if any(args.get(k) != v for k, v in sizes.items()):
+        raise UserError(f'{path} describes its data ({sizes}) otherwise than its model '
+                        f"({ {k: args.get(k) for k in sizes} }); use a checkpoint written by "
+                        'supv_main.py or weak_main.py')
     try:
         model = build_model(args)
     except (TypeError, ValueError, RuntimeError) as e:
@@ -282,7 +277,7 @@ def model_from_checkpoint(state, path, sizes=None):
     if not all(p.isfinite().all() for p in model.parameters()):
         raise UserError(f'{path} holds NaN or Inf weights, which predict nothing; use another '
                         'checkpoint of the run')
-    return model
+    return model, (*trained_on.class_names, BACKGROUND_NAME)
 
 
 def load_model_state(model, saved, path, setting):
@@ -333,6 +328,16 @@ def rng_state(data_generator, ranks=None):
 def dropout_state(device):
     """The state of the generator the model's dropout draws from on `device`."""
     return torch.cuda.get_rng_state(device) if device.type == 'cuda' else torch.get_rng_state()
+
+
+def restore_training(state, path, optimizer, scheduler, data_generator, device, seed):
+    """Continue resumed checkpoint `state` (at `path`): its optimizer, schedule and random
+    states restored in this rank; returns (best, history, first epoch to train)."""
+    with damaged_state(path):
+        optimizer.load_state_dict(state['optimizer'])
+        scheduler.load_state_dict(state['scheduler'])
+        restore_rng_state(state['rng'], data_generator, device, dist.rank(), dist.world(), seed)
+    return state['best'], state['history'], state['epoch'] + 1
 
 
 def restore_rng_state(state, data_generator, device, rank=0, world=1, seed=0):

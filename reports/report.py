@@ -7,7 +7,7 @@ import torch
 from core.atomic import write_json, write_text
 from core.errors import UserError
 from dataset.layout import ORDER_FILES
-from utils.metrics import report_markdown
+from reports.metrics import report_markdown
 
 
 def majority_baseline(data):
@@ -52,7 +52,7 @@ def make_folder(folder, flag):
 
 def write_report_with_figures(folder, reports, header, title):
     """write_report, plus the confusion-matrix and per-class figures of the single report."""
-    from utils import plots   # matplotlib loads only when figures are wanted
+    from reports import plots   # matplotlib loads only when figures are wanted
     write_report(folder, reports, header)
     [rep] = reports.values()
     plots.save_report_figures(Path(folder), rep, title)

@@ -1,1 +1,0 @@
-"""The training loop, configuration, checkpoints and logging shared by both settings."""
