@@ -1,14 +1,22 @@
 #!/usr/bin/env bash
-# The README's first command. On a machine with only Python 3.10+ it:
-#   1. makes .venv and installs requirements.txt into it (once),
-#   2. writes a small synthetic AVE set (400 videos) to data/demo (once),
-#   3. trains fully-supervised and then weakly-supervised DMIN on it on the CPU
-#      (6 epochs each, a few minutes on 2 cores) and prints val/test accuracy.
-# Any flag given here is passed to both trainings, e.g. `bash demo.sh --n_epoch 3`.
+# The README's first command; see `bash demo.sh --help`.
 set -euo pipefail
+usage="usage: bash demo.sh [training flags...]
+
+On a machine with only Python 3.10+ (CPU is enough):
+  1. makes .venv and installs requirements.txt into it (once);
+  2. writes a small synthetic AVE set (400 videos) to data/demo (once);
+  3. trains fully-supervised and then weakly-supervised DMIN on it on the CPU (6 epochs
+     each, a few minutes on 2 cores) into runs/demo_supervised and runs/demo_weak, and
+     prints val/test accuracy.
+Any flag given is passed to both trainings (see bash supv_train.sh --help), e.g.
+  bash demo.sh --n_epoch 3"
+for arg in "$@"; do
+  if [ "$arg" = "-h" ] || [ "$arg" = "--help" ]; then echo "$usage"; exit 0; fi
+done
 cd "$(dirname "$0")"
 PY=.venv/bin/python
-if ! { [ -x "$PY" ] && "$PY" -c 'import torch, h5py, yaml, tqdm, tensorboard, matplotlib' 2>/dev/null; }; then
+if ! { [ -x "$PY" ] && "$PY" -c 'import torch, h5py, yaml, tqdm, tensorboard, matplotlib, av' 2>/dev/null; }; then
   echo "== installing requirements into .venv"
   python3 -m venv .venv
   "$PY" -m pip install --quiet -r requirements.txt

@@ -3,7 +3,5 @@
 #   bash multiseed.sh --setting supervised --seeds 1 2 3 --snapshot_pref runs/seeds --data_root data
 # Any other flag of supv_main.py / weak_main.py is passed to every run.
 set -euo pipefail
-here="$(cd "$(dirname "$0")" && pwd)"
-# The repo's .venv (made by demo.sh) if present, else python3; override with PYTHON=...
-PYTHON="${PYTHON:-$( [ -x "$here/.venv/bin/python" ] && echo "$here/.venv/bin/python" || echo python3 )}"
-DMIN_SCRIPT=multiseed.sh exec "$PYTHON" "$here/tools/multiseed.py" "$@"
+source "$(cd "$(dirname "$0")" && pwd)/tools/launch.sh"
+run multiseed.sh tools/multiseed.py "$@"

@@ -1,1 +1,2 @@
-"""The ground floor: errors a user can fix, and atomic files. Imports nothing of the project."""
+"""The ground floor: errors a user can fix and Ctrl-C, atomic files, locks, file kinds.
+Imports nothing of the project."""

@@ -20,6 +20,7 @@ import pickle
 import random
 import re
 import sys
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +28,7 @@ import torch
 
 from core.atomic import atomic_write
 from core.errors import UserError
+from core.files import torch_file_kind
 from dataset.layout import BACKGROUND_NAME, DataSpec
 from engine import distributed as dist
 from engine.config import SCRIPTS
@@ -107,6 +109,10 @@ def load_checkpoint(path, flag='--resume'):
         what = 'is a folder, not a file' if path.is_dir() else 'not found'
         raise UserError(f'checkpoint {path} {what}; pass {flag} with a .pth.tar file from '
                         'a run folder (--snapshot_pref)')
+    kind = torch_file_kind(path)
+    if kind != 'torch':
+        raise UserError(f'{path} is not a checkpoint (it is {kind}); pass {flag} with a '
+                        '.pth.tar file from a run folder (--snapshot_pref)')
     try:
         with torch.serialization.safe_globals(SAFE_TYPES):
             state = torch.load(path, map_location='cpu', weights_only=True)
@@ -116,9 +122,10 @@ def load_checkpoint(path, flag='--resume'):
             raise UserError(f'checkpoint {path} needs more than weights and plain values to '
                             f'load ({found.group(1)}), which could run code; it was not loaded: '
                             'use a checkpoint written by supv_main.py or weak_main.py') from None
-        reason = (str(e).splitlines() or [type(e).__name__])[0][:120]
-        raise UserError(f'checkpoint {path} is corrupt or not a PyTorch checkpoint '
-                        f'({reason}); use another checkpoint of the run') from None
+        reason = textwrap.shorten(' '.join(str(e).split()) or type(e).__name__, 120,
+                                  placeholder=' ...')
+        raise UserError(f'checkpoint {path} is corrupt or truncated ({reason}); use another '
+                        'checkpoint of the run') from None
     if not isinstance(state, dict) or 'model' not in state or 'config' not in state:
         raise UserError(f'{path} is not a DMIN checkpoint of this repository (no model/config '
                         'inside); use a checkpoint written by supv_main.py or weak_main.py')

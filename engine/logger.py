@@ -5,9 +5,6 @@ from pathlib import Path
 
 from core.errors import LOGGER
 
-REPO = Path(__file__).resolve().parents[1]
-
-
 def setup_logging(log_file=None, quiet=False):
     """The project's logger: messages to stdout and, for a training run, to `log_file`.
 
@@ -47,11 +44,12 @@ def tensorboard_writer(folder, purge_step):
 
 
 def tensorboard_command(folder):
-    """The command that shows `folder` in TensorBoard, as typed in the repository's root:
-    the tensorboard beside this Python (the .venv's) and paths relative to the root."""
+    """The command that shows `folder` in TensorBoard, typed where the user is: the
+    tensorboard beside this Python (the .venv's), paths relative to the current folder
+    when inside it, else absolute."""
     def shown(path):
-        path = Path(path).absolute()
-        return str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path)
+        path, here = Path(path).absolute(), Path.cwd()
+        return str(path.relative_to(here)) if path.is_relative_to(here) else str(path)
 
     executable = Path(sys.executable).parent / 'tensorboard'
     program = shown(executable) if executable.exists() else 'tensorboard'

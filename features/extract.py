@@ -2,8 +2,10 @@
 
 A video of any length is cut into consecutive windows of T seconds (T = 10 in AVE): one row
 per window in `audio_feature.h5` (N, T, 128) and `visual_feature.h5` (N, T, 7, 7, 512),
-key 'avadataset', and one line per row in `videos.txt` (its file and start second). The
-last window of a video is padded (frozen last frame, silence) to T segments.
+key 'avadataset', and one tab-separated line per row in `videos.txt`: the row, the window's
+start and end second in its video (the end is the video's length in its last window) and
+the video's file. The last window of a video is padded (frozen last frame, silence) to T
+segments. `extraction.json` keeps the videos, the settings and the videos that failed.
 
 Per segment (second) s of a window:
 - visual: the mean over `per_segment` sampled frames (features/video.py) of VGG-19's
@@ -13,7 +15,7 @@ Per segment (second) s of a window:
   the window, as the release computed them for its 10-second clips; with 'aligned' framing
   it starts at second s.
 
-Work is saved in parts of `chunk` videos under `<out>/.extract/` (each written whole or
+Work is saved in parts of at least `chunk` rows under `<out>/.extract/` (each written whole or
 not at all), so an interrupted run loses at most one part and the same command continues
 where it stopped; the final files are assembled from the parts at the end.
 """
@@ -140,15 +142,17 @@ class Store:
         saved, manifest = read_json(self.out / MANIFEST) or {}, self.manifest()
         if len(done) == len(OUTPUTS) and {k: saved.get(k) for k in manifest} == manifest:
             return True
-        raise UserError(f'{self.out} already holds extracted features ({done[0].name}) of '
-                        'other videos or settings; choose another folder or delete them')
+        why = difference(saved, manifest) if len(done) == len(OUTPUTS) else 'an incomplete set'
+        raise UserError(f'{self.out} already holds extracted features ({why}); choose another '
+                        'folder, or delete them to extract these')
 
     def start(self):
         """Prepare the parts; returns the index of the first video not yet done."""
         if self.parts.is_dir() and (self.parts / MANIFEST).is_file():
-            if read_json(self.parts / MANIFEST) != self.manifest():
-                raise UserError(f'{self.out} holds an unfinished extraction of other videos or '
-                                f'with other settings ({self.parts}); run that same command '
+            saved = read_json(self.parts / MANIFEST) or {}
+            if {k: saved.get(k) for k in self.manifest()} != self.manifest():
+                raise UserError(f'{self.out} holds an unfinished extraction '
+                                f'({difference(saved, self.manifest())}); run that same command '
                                 f'again to finish it, or delete {self.parts} to start anew')
         else:
             self.parts.mkdir(exist_ok=True)
@@ -248,6 +252,17 @@ class Store:
         if created:
             with contextlib.suppress(OSError):   # not empty: it holds the features
                 self.out.rmdir()
+
+
+def difference(saved, wanted):
+    """What tells manifest `saved` (of a folder) from `wanted` (asked now), in words."""
+    if saved.get('videos') != wanted['videos']:
+        return f"of {len(saved.get('videos') or [])} other videos"
+    had = saved.get('settings') or {}
+    for key, value in wanted['settings'].items():
+        if had.get(key) != value:
+            return f'made with {key} {had.get(key)!r}, asked {value!r}'
+    return f"stored as {saved.get('dtype')}, asked {wanted['dtype']}"
 
 
 def check_name(path):

@@ -5,11 +5,13 @@ are read with h5py. Whatever does not fit the network (a missing layer, a shape,
 weights file at all) is one UserError naming the file. Downloads go to the torch hub cache
 (`torch.hub.get_dir()/checkpoints`, or $TORCH_HOME) and are used from there afterwards.
 """
+import textwrap
 from pathlib import Path
 
 import torch
 
 from core.errors import UserError
+from core.files import torch_file_kind
 
 
 def cached_download(url, flag, hash_prefix=None):
@@ -33,13 +35,19 @@ def cached_download(url, flag, hash_prefix=None):
 def load_state_dict(path, flag):
     """A PyTorch state dict (name -> tensor) from `path`, loaded as data only."""
     try:
-        state = torch.load(path, map_location='cpu', weights_only=True)
+        kind = torch_file_kind(path)
     except FileNotFoundError:
         raise UserError(f'{flag} {path} not found; give the path of a weights file') from None
+    if kind != 'torch':
+        raise UserError(f'{flag} {path} is not a weights file (it is {kind}); give a .pth file '
+                        'of PyTorch weights')
+    try:
+        state = torch.load(path, map_location='cpu', weights_only=True)
     except Exception as e:   # pickle, zip and weights_only refusals all land here
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        reason = textwrap.shorten(' '.join(str(e).split()) or type(e).__name__, 160,
+                                  placeholder=' ...')
         raise UserError(f'{flag} {path} is not a PyTorch weights file that loads as plain '
-                        f'tensors ({reason[:200]})') from None
+                        f'tensors ({reason})') from None
     if isinstance(state, dict) and isinstance(state.get('state_dict'), dict):
         state = state['state_dict']
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):

@@ -44,7 +44,7 @@ def _text_color(rgba):
 
 def _draw_row(ax, y, classes, names, colors, scores=None, wrong=None):
     """One timeline row at height y: grey background, a labelled bar per event, and
-    optionally each segment's confidence and a red frame on wrong segments."""
+    optionally each segment's confidence and a black frame on wrong segments."""
     from matplotlib.patches import Rectangle
     height = 0.8
     ax.add_patch(Rectangle((0, y - height / 2), len(classes), height,

@@ -34,11 +34,12 @@ def build(setting, *flags, spec=AVE, **keys):
             build_criterion(cfg, setting, spec.num_classes))
 
 
-def run_script(script, *args, check=True):
-    """Run a repo shell script with this interpreter; returns the CompletedProcess."""
+def run_script(script, *args, check=True, cwd=REPO):
+    """Run a repo shell script with this interpreter (from folder `cwd`); returns the
+    CompletedProcess."""
     env = dict(os.environ, PYTHON=sys.executable)
     proc = subprocess.run(['bash', str(REPO / script), *map(str, args)], capture_output=True,
-                          text=True, env=env, cwd=REPO)
+                          text=True, env=env, cwd=cwd)
     if check and proc.returncode != 0:
         raise AssertionError(f'{script} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}')
     return proc

@@ -1,4 +1,6 @@
 """Configuration: YAML defaults = flags, unknown keys and bad values are clear errors."""
+import re
+
 import pytest
 
 from engine.config import default_config, parse_config, resume_config
@@ -26,10 +28,14 @@ def test_every_config_key_is_a_flag_with_help(setting, capsys):
     with pytest.raises(SystemExit):
         parse_config(setting, ['--help'])
     text = capsys.readouterr().out
+    # Each flag stands on a line of its own in the options list, followed by its help (a
+    # flag found inside another, --lr inside --lr_gamma, does not count).
+    listed = set(re.findall(r'^  (--\w+)', text, re.M))
     for key, value in defaults.items():
-        assert f'--{key}' in text
+        assert f'--{key}' in listed, key
+        assert helps[key].split()[0] in text.split(f'  --{key}', 1)[1][:300], key
         if isinstance(value, bool):
-            assert f'--no_{key}' in text
+            assert f'--no_{key}' in listed, key
 
 
 def test_flags_override_and_are_typed():

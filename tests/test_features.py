@@ -113,7 +113,8 @@ def test_a_weights_file_of_the_wrong_network_or_shape_is_one_line(tmp_path):
     with pytest.raises(UserError, match='is not VGGish weights: it lacks features.0.weight'):
         build_vggish(str(tmp_path / 'other.pth'))
     (tmp_path / 'text.pth').write_text('weights\n')
-    with pytest.raises(UserError, match='is not a PyTorch weights file'):
+    with pytest.raises(UserError, match=r'text.pth is not a weights file \(it is a text file\); '
+                                        'give a .pth file of PyTorch weights'):
         build_vggish(str(tmp_path / 'text.pth'))
 
 
@@ -194,7 +195,7 @@ def test_features_change_where_the_video_does_and_nowhere_else(extracted):
     assert changes(audio) == [5]       # the tone starts at second 5 (aligned framing)
 
 
-def test_an_interrupted_extraction_continues_to_the_same_files(tmp_path, monkeypatch):
+def test_an_interrupted_extraction_continues_to_the_same_files(tmp_path, monkeypatch, capsys):
     # Three videos of 1, 1 and 2 s in windows of 1 s, a part per video: 1 + 1 + 2 rows.
     for i, seconds in enumerate((1, 1, 2)):
         write_video(tmp_path / f'v{i}.mkv', seconds, colors=((50 * i, 90, 200),),
@@ -233,8 +234,12 @@ def test_an_interrupted_extraction_continues_to_the_same_files(tmp_path, monkeyp
     calls.clear()
     extract_main(argv + ['--out', str(tmp_path / 'resumed')])
     assert calls == []
+    capsys.readouterr()
     with pytest.raises(SystemExit):
         extract_main(argv + ['--out', str(tmp_path / 'resumed'), '--frames_per_segment', '2'])
+    assert capsys.readouterr().err.strip() == (
+        f"error: {tmp_path / 'resumed'} already holds extracted features (made with "
+        'frames_per_segment 1, asked 2); choose another folder, or delete them to extract these')
     # float16 files hold the same features, rounded (and a batch size changes nothing).
     extract_main(argv[:1] + argv[3:] + ['--out', str(tmp_path / 'half'), '--dtype', 'float16',
                                         '--frame_batch', '1'])

@@ -1,13 +1,16 @@
 """DMIN, part by part, against direct re-computations of its definitions (README, "The
 model"); shapes, gradients, sizes from the arguments, and the parameter counts."""
+import inspect
+
 import pytest
 import torch
 import torch.nn.functional as F
 
 from dataset.layout import AVE, DataSpec
 from model import DMIN, build_model, count_parameters, model_args
+from model.dmin import MODEL_KEYS
 from model.agta import AGTA, ChannelAttention, SpatialMFB, TemporalAttention
-from model.criterion import batch_counts, class_cross_entropy, total_loss
+from model.criterion import total_loss
 from model.dima import DenseAttention
 from model.fusion import AudioVisualFusion
 from model.heads import MILBranch, predict_segments, segment_confidence
@@ -143,19 +146,6 @@ def test_confidence_is_probability_of_the_chosen_label():
     torch.testing.assert_close(segment_confidence(relevance, category), expected)
 
 
-def test_class_loss_leaves_out_videos_without_a_class():
-    logits = torch.randn(3, 28)
-    segment = torch.zeros(3, 10, dtype=torch.long)
-    classes = torch.tensor([4, -1, 7])
-    counts = batch_counts({'segment': segment, 'video_class': classes})
-    assert counts['videos'] == 3 and counts['segments'] == 30 and counts['classed'] == 2
-    both = class_cross_entropy(logits, classes, counts['classed'])
-    torch.testing.assert_close(both, F.cross_entropy(logits[[0, 2]], torch.tensor([4, 7])))
-    none = torch.full((3,), -1)
-    classed = batch_counts({'segment': segment, 'video_class': none})['classed']
-    assert class_cross_entropy(logits, none, classed).item() == 0.0   # not NaN
-
-
 # ----------------------------------------------------------------------------- the whole model
 
 @pytest.mark.parametrize('setting, keys', [
@@ -186,8 +176,12 @@ def test_sizes_come_from_the_arguments(setting):
 
 
 def test_the_constructor_has_no_defaults_to_disagree_with_the_config():
-    with pytest.raises(TypeError):
-        DMIN(setting='weak')
+    """DMIN takes exactly the setting, the data's sizes and the MODEL_KEYS, none with a
+    default: the config (and a checkpoint's model_args) says every one."""
+    params = inspect.signature(DMIN).parameters.values()
+    assert all(p.default is inspect.Parameter.empty and p.kind is p.KEYWORD_ONLY for p in params)
+    assert {p.name for p in params} == {'setting', 'num_classes', 'audio_dim', 'visual_dim',
+                                        *MODEL_KEYS}
 
 
 @pytest.mark.parametrize('setting', ['supervised', 'weak'])

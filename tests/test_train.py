@@ -1,5 +1,6 @@
 """The shared loop through supv_main.py / supv_*.sh: training, checkpoints, logs, evaluation."""
 import json
+import os
 import re
 import subprocess
 import sys
@@ -36,12 +37,13 @@ def test_tiny_overfit_loss_falls_and_accuracy_rises(tiny_ave):
 
 @pytest.fixture(scope='module')
 def trained(micro_ave, tmp_path_factory):
-    """One 2-epoch run through supv_train.sh, as the README shows it."""
-    run = tmp_path_factory.mktemp('runs') / 'supervised'
-    proc = run_script('supv_train.sh', '--data_root', micro_ave, '--snapshot_pref', run,
+    """One 2-epoch run through supv_train.sh, as the README shows it, started in the folder
+    that holds its run folder (not the repository's)."""
+    runs = tmp_path_factory.mktemp('runs')
+    proc = run_script('supv_train.sh', '--data_root', micro_ave, '--snapshot_pref', 'supervised',
                       '--n_epoch', 2, '--batch_size', 8, '--no_progress', *SMALL_FLAGS,
-                      '--tb_images_every', 10)
-    return run, proc
+                      '--tb_images_every', 10, cwd=runs)
+    return runs / 'supervised', proc
 
 
 def test_train_script_writes_the_run_folder(trained):
@@ -58,17 +60,18 @@ def test_train_script_writes_the_run_folder(trained):
     assert last['epoch'] == 2 and {'model', 'optimizer', 'scheduler', 'rng', 'config', 'best'} <= set(last)
     assert (run / 'config.yaml').is_file() and (run / 'train.log').is_file()
     assert (run / 'code' / 'supv_main.py').is_file() and (run / 'code' / 'model' / 'dima.py').is_file()
-    assert str(best) in proc.stdout
+    assert f"checkpoint: supervised/{best.name}" in proc.stdout   # as given: relative
     assert not list(run.glob('.*.tmp')), 'no temporary files are left behind'
 
 
-def test_the_printed_tensorboard_command_works_from_the_repository_root(trained):
+def test_the_printed_tensorboard_command_works_where_the_user_is(trained):
     run, proc = trained
+    here = run.parent                      # where the training was started
     program, logdir = re.search(r'TensorBoard: (\S+) --logdir (\S+)$', proc.stdout, re.M).groups()
     # The tensorboard of the Python that ran (the .venv's), not one that may not be on PATH.
-    assert (REPO / program).resolve() == (Path(sys.executable).parent / 'tensorboard').resolve()
-    assert (REPO / logdir).resolve() == run.resolve()
-    assert subprocess.run([REPO / program, '--version'], cwd=REPO, capture_output=True).returncode == 0
+    assert (here / program).resolve() == (Path(sys.executable).parent / 'tensorboard').resolve()
+    assert logdir == 'supervised' and (here / logdir).resolve() == run.resolve()
+    assert subprocess.run([program, '--version'], cwd=here, capture_output=True).returncode == 0
 
 
 @pytest.mark.parametrize('script', ['supv_test.sh', 'predict.sh'])
@@ -76,6 +79,26 @@ def test_help_names_the_script_the_user_ran_and_ends_with_an_example(script):
     lines = run_script(script, '--help').stdout.strip().splitlines()
     assert lines[0].startswith(f'usage: {script} ')
     assert lines[-1].startswith(f'example: bash {script} --')
+
+
+def test_demo_help_says_what_it_does_and_does_nothing():
+    proc = run_script('demo.sh', '--help')
+    assert proc.stdout.startswith('usage: bash demo.sh [training flags...]')
+    assert 'installing' not in proc.stdout and 'writing' not in proc.stdout
+
+
+def test_a_script_without_the_packages_says_how_to_install_them(tmp_path):
+    """A Python without torch (a fresh clone before any install): one line, no traceback."""
+    bare = tmp_path / 'bare'
+    subprocess.run([sys.executable, '-m', 'venv', '--without-pip', str(bare)], check=True)
+    for script in ('supv_train.sh', 'predict.sh', 'extract_features.sh'):
+        proc = subprocess.run(['bash', str(REPO / script), '--help'], capture_output=True,
+                              text=True, env={**os.environ, 'PYTHON': str(bare / 'bin' / 'python')})
+        assert proc.returncode == 2 and proc.stdout == ''
+        assert proc.stderr.count('\n') == 1 and proc.stderr.startswith(
+            f"error: {bare / 'bin' / 'python'} lacks the packages this repository needs; install "
+            f'them once with `python3 -m venv {REPO}/.venv && {REPO}/.venv/bin/pip install -r '
+            f'{REPO}/requirements.txt`'), proc.stderr
 
 
 def test_a_checkpoint_written_before_model_args_were_stored_still_loads(trained, micro_ave, tmp_path):

@@ -16,7 +16,7 @@ import torch
 
 import core.atomic
 from main import main
-from tests.helpers import REPO, TINY_FLAGS, run_script, user_error
+from tests.helpers import REPO, TINY_FLAGS, printed_test_accuracy, run_script, user_error
 from engine.checkpoint import BEST_GLOB, LAST, load_checkpoint, save_checkpoint
 
 KEY = 'avadataset'
@@ -95,16 +95,13 @@ def test_weights_that_turn_non_finite_stop_the_run_before_anything_is_saved(
 
 def test_an_enormous_learning_rate_never_leaves_a_non_finite_model_or_json(
         micro_ave, tmp_path, capsys):
+    """lr 1e30 breaks the first epoch: nothing of it is saved, so no file holds NaN."""
     folder = tmp_path / 'run'
     line = user_error(capsys, 'supervised', train_argv(micro_ave, folder, '--n_epoch', 3,
                                                        '--lr', '1e30', '--clip_gradient', '0'))
-    assert 'NaN or Inf' in line
-    for checkpoint in [*folder.glob(BEST_GLOB), *folder.glob(LAST)]:
-        weights = load_checkpoint(checkpoint)['model'].values()
-        assert all(torch.isfinite(w).all() for w in weights if w.is_floating_point())
-    for name in ('metrics.json', 'report.json'):
-        if (folder / name).exists():
-            strict_json(folder / name)
+    assert 'loss became NaN or Inf at epoch 1' in line and 'no checkpoint was written' in line
+    assert sorted(p.name for p in folder.iterdir()) == ['.lock', 'code', 'config.yaml',
+                                                         'tensorboard', 'train.log']
 
 
 # ----------------------------------------------------------------------------- one run per folder
@@ -431,4 +428,5 @@ def test_weak_evaluation_needs_no_video_labels(run, data, micro_ave, tmp_path):
     main('weak', [str(a) for a in train_argv(micro_ave, weak)])
     (data / 'mil_labels.h5').unlink()
     proc = run_script('weak_test.sh', '--resume', weak / LAST, '--data_root', data, '--no_progress')
-    assert 'test accuracy' in proc.stdout
+    recorded = json.loads((weak / 'metrics.json').read_text())['history'][-1]['test_accuracy']
+    assert printed_test_accuracy(proc.stdout) == pytest.approx(recorded, abs=5e-4)

@@ -68,8 +68,8 @@ def test_every_video_and_every_background_video_enters_every_epoch_shuffled(tiny
         flat = [r for rows in seen for r in rows]
         assert sorted(flat) == sorted(data.splits['train'].tolist())      # each video once
         assert set(data.background_rows.tolist()) <= set(flat)
-        assert any(set(rows) & set(data.background_rows.tolist()) for rows in seen[:-1]) or \
-            len(seen) == 1                                                  # mixed, not appended
+        assert len(seen) > 1 and any(set(rows) & set(data.background_rows.tolist())
+                                     for rows in seen[:-1])                 # mixed, not appended
         orders.append(flat)
     assert orders[0] != orders[1]                                           # reshuffled
 
