@@ -126,7 +126,7 @@ def check_shape(ds, tail, what):
     if ds.ndim != len(tail) + 1 or tuple(ds.shape[1:]) != tuple(tail):
         want = ', '.join(['N'] + [str(t) for t in tail])
         raise DataError(f'{ds.file.filename} has shape {ds.shape}, expected ({want}) {what}; '
-                        'use the file of the AVE release (README, "Data layout") or regenerate it')
+                        'use the file of the AVE release (README, "Data") or regenerate it')
     return ds.shape[0]
 
 

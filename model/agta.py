@@ -1,4 +1,4 @@
-"""AGTA: audio-guided triplet attention (README "The model", part 2).
+"""AGTA: audio-guided triplet attention (docs/model.md, part 2).
 
 Audio guides the 7x7 visual map over channels, space and time and pools it into one
 visual vector per segment.

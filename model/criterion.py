@@ -1,4 +1,4 @@
-"""Losses of the two settings as named terms with weights (README "The model", part 6).
+"""Losses of the two settings as named terms with weights (docs/model.md, part 6).
 
 Each criterion returns {term: loss}; `weight_dict` holds each term's weight, so the total
 is sum(weight * term) and every term can be logged on its own.

@@ -1,4 +1,4 @@
-"""DIMA: dense inter-modality attention (README "The model", part 4).
+"""DIMA: dense inter-modality attention (docs/model.md, part 4).
 
 A decoder layer whose query is one modality's input and whose memory is the other
 modality's encoder output followed by the query itself. Scores against the query's own

@@ -1,4 +1,4 @@
-"""Intra-modal encoders (README "The model", part 3): self-attention within one modality."""
+"""Intra-modal encoders (docs/model.md, part 3): self-attention within one modality."""
 from torch import nn
 
 

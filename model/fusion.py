@@ -1,4 +1,4 @@
-"""Audio-visual interaction (README "The model", part 5): fuse the two DIMA outputs into one sequence."""
+"""Audio-visual interaction (docs/model.md, part 5): fuse the two DIMA outputs into one sequence."""
 import torch
 from torch import nn
 

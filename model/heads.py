@@ -1,4 +1,4 @@
-"""Heads of the two settings (README "The model", part 6) and their shared segment prediction rule.
+"""Heads of the two settings (docs/model.md, part 6) and their shared segment prediction rule.
 
 C is the number of event classes (28 in AVE); class index C means background.
 """

@@ -1,5 +1,5 @@
-"""DMIN, part by part, against direct re-computations of its definitions (README, "The
-model"); shapes, gradients, sizes from the arguments, and the parameter counts."""
+"""DMIN, part by part, against direct re-computations of its definitions (docs/model.md);
+shapes, gradients, sizes from the arguments, and the parameter counts."""
 import inspect
 
 import pytest

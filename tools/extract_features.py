@@ -7,7 +7,7 @@
 
 Writes DIR/audio_feature.h5 (N, T, 128), DIR/visual_feature.h5 (N, T, 7, 7, 512), key
 'avadataset', and DIR/videos.txt (row, start second, end second and file of each row),
-usable as predict.sh --audio/--visual input as they are (README, "Your own videos"). A bad
+usable as predict.sh --audio/--visual input as they are (docs/videos.md). A bad
 video is one line naming it; the others are still extracted, the bad ones are listed at
 the end and the exit status is 2. Interrupted, the same command continues the run.
 """

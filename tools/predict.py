@@ -14,7 +14,7 @@ AVE, any float dtype), optionally with segment labels (N, T, C + 1). The setting
 model's config, the class names and the shapes the features must have come from the
 checkpoint. Per video the JSON holds each segment's class and confidence and the
 events: runs of one class merged into intervals [start_s, end_s) with the mean confidence
-as score (README, "Predict"). With --video, the features are first extracted from the
+as score (docs/usage.md, "Predict events in videos"). With --video, the features are first extracted from the
 files (features/extract.py; T from the checkpoint), a long video's windows are put back
 together, and its segments and events run over its whole length. Every bad input stops
 with one line and exit status 2; a bad video among several is listed at the end (exit 2)
