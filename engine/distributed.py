@@ -7,6 +7,7 @@ Every rank draws the same order of videos; each global batch is cut into one con
 part per rank, so the batch size stays the global batch. Without torchrun every function
 here is the single-process identity: world 1, rank 0, nothing communicated.
 """
+import contextlib
 import ctypes
 import datetime
 import os
@@ -82,8 +83,12 @@ def transport_reason(error):
 
 
 def cleanup():
+    """Leave the process group. Best effort: when the run stops because a peer or the
+    launcher (which holds the rendezvous store) is gone, leaving it can fail too, and that
+    must not replace the line that says why the run stopped."""
     if dist.is_initialized():
-        dist.destroy_process_group()
+        with contextlib.suppress(Exception):
+            dist.destroy_process_group()
 
 
 def world():
