@@ -89,11 +89,15 @@ def _fmt(value, digits=2):
     return 'n/a' if value is None else f'{value:.{digits}f}'
 
 
+def _pct(value):
+    return 'n/a' if value is None else f'{value:.2f}%'
+
+
 def event_summary(rep):
     """One line of a report's event-vs-background scores."""
     ev = rep['event_detection']
-    return (f"event vs background: precision {_fmt(ev['precision'])}%, recall "
-            f"{_fmt(ev['recall'])}%, F1 {_fmt(ev['f1'])}%")
+    return (f"event vs background: precision {_pct(ev['precision'])}, recall "
+            f"{_pct(ev['recall'])}, F1 {_pct(ev['f1'])}")
 
 
 def report_markdown(rep, title):
@@ -104,8 +108,8 @@ def report_markdown(rep, title):
              f"{rep['videos']} videos, {rep['segments']} segments: "
              f"**segment accuracy {_fmt(rep['accuracy'], 3)}%**", '',
              'Event vs background (any class): '
-             f"precision {_fmt(ev['precision'])}%, recall {_fmt(ev['recall'])}%, "
-             f"F1 {_fmt(ev['f1'])}% (TP {ev['true_positives']}, FP {ev['false_positives']}, "
+             f"precision {_pct(ev['precision'])}, recall {_pct(ev['recall'])}, "
+             f"F1 {_pct(ev['f1'])} (TP {ev['true_positives']}, FP {ev['false_positives']}, "
              f"FN {ev['false_negatives']}, TN {ev['true_negatives']})", '',
              '| class | name | segments | correct | accuracy (%) | most often predicted instead |',
              '|---:|---|---:|---:|---:|---|']
