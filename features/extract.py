@@ -11,9 +11,9 @@ Per segment (second) s of a window:
 - visual: the mean over `per_segment` sampled frames (features/video.py) of VGG-19's
   block5_pool map (features/vgg19.py);
 - audio: VGGish's embedding (features/vggish.py) of the window's log-mel example s
-  (features/logmel.py): with the release's framing (the default) it starts 0.96 s * s into
-  the window, as the release computed them for its 10-second clips; with 'aligned' framing
-  it starts at second s.
+  (features/logmel.py): with the release's framing (the default) made from second s
+  alone, as the release computed them for its 10-second clips; with 'vggish' framing cut
+  from the window back to back, every 0.96 s.
 
 Work is saved in parts of at least `chunk` rows under `<out>/.extract/` (each written whole or
 not at all), so an interrupted run loses at most one part and the same command continues
@@ -39,7 +39,7 @@ from dataset import layout as L
 from dataset.layout import DataSpec
 from dataset.h5io import write_h5_chunked
 from features import logmel
-from features.video import VideoError, decode, segment_count
+from features.video import SAMPLINGS, VideoError, decode, segment_count
 from features.vggish import EMBEDDING_DIM, embed
 from features.vgg19 import MAP_SHAPE
 
@@ -64,10 +64,10 @@ class Extractor:
     """The two networks on `device` and how to sample a video."""
 
     def __init__(self, vgg19, vggish, device, segments, per_segment, batch_size,
-                 framing='release'):
+                 framing='release', sampling='release'):
         self.vgg19 = vgg19.to(device, memory_format=torch.channels_last)
         self.vggish = vggish.to(device)
-        self.device, self.framing = device, framing
+        self.device, self.framing, self.sampling = device, framing, sampling
         self.T, self.per_segment, self.batch_size = segments, per_segment, batch_size
 
     @torch.no_grad()
@@ -89,11 +89,10 @@ class Extractor:
             w = window.first // self.T
             windows[w] = self.visual(window)
 
-        decoded = decode(path, self.per_segment, self.T, on_frames)
+        decoded = decode(path, self.per_segment, self.T, on_frames, self.sampling)
         count = math.ceil(decoded.segments / self.T)
-        samples = self.T * logmel.SAMPLE_RATE
-        examples = np.concatenate([logmel.examples(decoded.sound[w * samples:(w + 1) * samples],
-                                                   self.T, self.framing)
+        examples = np.concatenate([logmel.examples(decoded.window(w * self.T, self.T),
+                                                   decoded.rate, self.T, self.framing)
                                    for w in range(count)])
         audio = embed(self.vggish, examples, self.device).numpy()
         return Clip(audio=audio.reshape(count, self.T, EMBEDDING_DIM),
@@ -370,11 +369,17 @@ def add_flags(parser, segments=True):
                             help='seconds per row: longer videos are cut into windows of T '
                                  f'seconds (default: {L.AVE.num_segments}, as AVE)')
     parser.add_argument('--frames_per_segment', type=int, default=16, metavar='F',
-                        help='frames sampled evenly in each second (default: 16, as AVE)')
-    parser.add_argument('--audio_framing', choices=tuple(logmel.FRAMINGS), default='release',
-                        help="where segment s's 0.96 s audio example starts: release: at "
-                             '0.96 s * s, back to back, as the AVE release (drifts up to 0.36 s '
-                             'from the picture); aligned: at second s (default: release)')
+                        help='frames averaged in each second (default: 16, as AVE)')
+    parser.add_argument('--frame_sampling', choices=SAMPLINGS, default='release',
+                        help="which frames: release: the AVE release's frame grid (F frames "
+                             'a second on the grid the frame count of each window sets); time: '
+                             'the frames on screen at F evenly spaced instants of each second, '
+                             'better for variable-frame-rate video (default: release)')
+    parser.add_argument('--audio_framing', choices=logmel.FRAMINGS, default='release',
+                        help="which sound makes segment s's 0.96 s audio example: release: "
+                             'second s alone (resampled on its own), as the AVE release; vggish: '
+                             "VGGish's stock framing, examples back to back every 0.96 s (drifts "
+                             'up to 0.36 s from the picture) (default: release)')
     parser.add_argument('--frame_batch', type=int, default=32, metavar='N',
                         help='frames per VGG-19 step (default: 32)')
 
@@ -424,8 +429,10 @@ def settings_of(args, T):
     return {'weights': args.weights, 'segments': T,
             'vgg19_weights': 'random' if random else str(args.vgg19_weights),
             'vggish_weights': 'random' if random else str(args.vggish_weights),
-            'frames_per_segment': args.frames_per_segment, 'audio_framing': args.audio_framing,
-            'sample_rate': logmel.SAMPLE_RATE}
+            'frames_per_segment': args.frames_per_segment,
+            'frame_sampling': args.frame_sampling, 'resize': 'cv2.resize INTER_LINEAR',
+            'audio': '16-bit PCM / 32768, channel mean, resampy kaiser_best',
+            'audio_framing': args.audio_framing, 'sample_rate': logmel.SAMPLE_RATE}
 
 
 def build_extractor(args, device, T):
@@ -437,7 +444,7 @@ def build_extractor(args, device, T):
     vggish = build_vggish('random' if random else args.vggish_weights)
     vgg19 = build_vgg19('random' if random else args.vgg19_weights)
     return Extractor(vgg19, vggish, device, T, args.frames_per_segment, args.frame_batch,
-                     args.audio_framing)
+                     args.audio_framing, args.frame_sampling)
 
 
 def extract_folder(videos, out, make_extractor, settings, dtype=np.float32, chunk=64,

@@ -14,10 +14,11 @@ CODECS = {'lossless': ('ffv1', 'pcm_s16le'), 'mp4': ('mpeg4', 'aac')}
 
 def write_video(path, seconds, fps=4, size=64, colors=((200, 40, 40),), color_changes=(),
                 tone_hz=1000.0, tone_from=0.0, audio_rate=16000, kind='lossless',
-                audio=True, video=True):
+                audio=True, video=True, picture=None, sound=None):
     """Write a `seconds`-long video to `path`, `size` pixels square or (width, height). The
-    colour is colors[k] after the k-th second of `color_changes`; the tone plays from
-    `tone_from` s (`tone_hz` None: silence)."""
+    colour is colors[k] after the k-th second of `color_changes`, or frame i is picture(i)
+    ((height, width, 3) uint8 RGB); the tone plays from `tone_from` s (`tone_hz` None:
+    silence), or the sound is `sound`, (samples, channels) int16 at `audio_rate`."""
     vcodec, acodec = CODECS[kind]
     width, height = (size, size) if isinstance(size, int) else size
     with av.open(str(path), 'w') as out:
@@ -26,29 +27,34 @@ def write_video(path, seconds, fps=4, size=64, colors=((200, 40, 40),), color_ch
             vs.width, vs.height = width, height
             vs.pix_fmt = 'yuv420p'
         if audio:
-            aus = out.add_stream(acodec, rate=audio_rate, layout='mono')
+            layout = 'mono' if sound is None or sound.shape[1] == 1 else 'stereo'
+            aus = out.add_stream(acodec, rate=audio_rate, layout=layout)
         if video:
             for i in range(round(seconds * fps)):
                 t = i / fps
-                color = colors[sum(t >= c for c in color_changes)]
-                picture = np.empty((height, width, 3), np.uint8)
-                picture[:] = color
-                frame = av.VideoFrame.from_ndarray(picture, format='rgb24')
+                if picture is not None:
+                    image = picture(i)
+                else:
+                    image = np.empty((height, width, 3), np.uint8)
+                    image[:] = colors[sum(t >= c for c in color_changes)]
+                frame = av.VideoFrame.from_ndarray(image, format='rgb24')
                 frame.pts, frame.time_base = i, Fraction(1, fps)
                 for packet in vs.encode(frame):
                     out.mux(packet)
             for packet in vs.encode():
                 out.mux(packet)
         if audio:
-            n = round(seconds * audio_rate)
-            t = np.arange(n) / audio_rate
-            wave = np.zeros(n) if tone_hz is None else \
-                0.5 * np.sin(2 * np.pi * tone_hz * t) * (t >= tone_from)
-            samples = (wave * 32767).astype(np.int16)
+            if sound is None:
+                n = round(seconds * audio_rate)
+                t = np.arange(n) / audio_rate
+                wave = np.zeros(n) if tone_hz is None else \
+                    0.5 * np.sin(2 * np.pi * tone_hz * t) * (t >= tone_from)
+                sound = (wave * 32767).astype(np.int16)[:, None]
             step = aus.codec_context.frame_size or 1024
-            for at in range(0, n, step):
-                block = samples[at:at + step]
-                frame = av.AudioFrame.from_ndarray(block[None], format='s16', layout='mono')
+            for at in range(0, len(sound), step):
+                block = np.ascontiguousarray(sound[at:at + step])       # (samples, channels)
+                frame = av.AudioFrame.from_ndarray(block.reshape(1, -1), format='s16',
+                                                   layout=layout)
                 frame.sample_rate, frame.pts = audio_rate, at
                 frame.time_base = Fraction(1, audio_rate)
                 for packet in aus.encode(frame):

@@ -82,9 +82,9 @@ def video_folder(tmp_path_factory):
     return folder
 
 
-# How the tests extract: random weights (no downloads), one frame per second, seconds aligned.
-EXTRACT_FLAGS = ['--weights', 'random', '--frames_per_segment', '1', '--audio_framing',
-                 'aligned', '--device', 'cpu', '--no_progress']
+# How the tests extract: random weights (no downloads), one frame per second.
+EXTRACT_FLAGS = ['--weights', 'random', '--frames_per_segment', '1', '--device', 'cpu',
+                 '--no_progress']
 
 
 @pytest.fixture(scope='session')

@@ -1,6 +1,7 @@
 """features/: from video files to the AVE release's features (log-mel front end, VGGish,
 VGG-19 and its Keras weights, decoding, the resumable extraction)."""
 import pickle
+from fractions import Fraction
 from pathlib import Path
 
 import h5py
@@ -42,20 +43,37 @@ def test_frames_and_examples_follow_the_vggish_definition():
     assert np.allclose(logmel.log_mel(np.zeros(400)), np.log(0.01))     # silence: log(offset)
     sound = tone(10, 1000, start=5.0)
     spec = logmel.log_mel(sound)
-    for framing, step in (('release', 96), ('aligned', 100)):
-        ex = logmel.examples(sound, 10, framing)
-        assert ex.shape == (10, 96, 64) and ex.dtype == np.float32
-        for k in range(10):   # example k is frames [k * step, k * step + 96)
-            assert np.allclose(ex[k], spec[k * step:k * step + 96], atol=1e-5)
-    # A tone from second 5: whole examples 5.. when aligned; with the release's back-to-back
-    # framing example 5 (4.80 .. 5.76 s) is silent for its first 20 frames.
+    # vggish: the stretch at once, example k is frames [96 k, 96 k + 96).
+    vggish = logmel.examples(sound, 16000, 10, 'vggish')
+    assert vggish.shape == (10, 96, 64) and vggish.dtype == np.float32
+    for k in range(10):
+        assert np.allclose(vggish[k], spec[96 * k:96 * k + 96], atol=1e-5)
+    # release: second k on its own, its first 96 frames.
+    release = logmel.examples(sound, 16000, 10, 'release')
+    for k in range(10):
+        assert np.allclose(release[k], logmel.log_mel(sound[16000 * k:16000 * (k + 1)])[:96],
+                           atol=1e-5)
+    # A tone from second 5: whole examples 5.. in the release's framing; with VGGish's
+    # back-to-back framing example 5 (4.80 .. 5.76 s) is silent for its first 20 frames.
     silent = np.log(0.01)
-    aligned, release = logmel.examples(sound, 10, 'aligned'), logmel.examples(sound, 10, 'release')
-    assert np.allclose(aligned[4], silent) and (aligned[5] > silent + 1).any(axis=1).all()
-    heard = (release[5] > silent + 1).any(axis=1)
+    assert np.allclose(release[4], silent) and (release[5] > silent + 1).any(axis=1).all()
+    heard = (vggish[5] > silent + 1).any(axis=1)
     assert not heard[:18].any() and heard[21:].all()
     # Short audio is padded with silence to the examples it needs.
-    assert np.allclose(logmel.examples(np.zeros(100), 3)[2], silent)
+    for framing in logmel.FRAMINGS:
+        assert np.allclose(logmel.examples(np.zeros(100), 16000, 3, framing)[2], silent)
+
+
+def test_the_release_path_resamples_each_second_with_resampy():
+    """At another rate, each second is resampled on its own (resampy's default filter):
+    the AVE release's patched wavfile_to_examples, written out here."""
+    import resampy
+    rate = 22050
+    sound = np.sin(2 * np.pi * 700 * np.arange(3 * rate) / rate) * 0.4
+    ours = logmel.examples(sound, rate, 3, 'release')
+    for k in range(3):
+        second = resampy.resample(sound[k * rate:(k + 1) * rate], rate, 16000)
+        assert np.allclose(ours[k], logmel.log_mel(second)[:96], atol=1e-5)
 
 
 # ----------------------------------------------------------------------------- networks
@@ -192,7 +210,7 @@ def test_features_change_where_the_video_does_and_nowhere_else(extracted):
     changes = lambda x: [s for s in range(1, 10)
                          if np.abs(x[s] - x[s - 1]).max() > 1e-3 * np.abs(x).max()]
     assert changes(visual) == [3]      # the picture changes at second 3
-    assert changes(audio) == [5]       # the tone starts at second 5 (aligned framing)
+    assert changes(audio) == [5]       # the tone starts at second 5 (the release's framing)
 
 
 def test_an_interrupted_extraction_continues_to_the_same_files(tmp_path, monkeypatch, capsys):
@@ -347,3 +365,113 @@ def test_a_failed_extraction_leaves_no_folder_behind(video_folder, tmp_path, cap
     assert status == 2 and err[-1] == 'error: none of the 1 videos could be used (each said ' \
         'why above)'
     assert not (tmp_path / 'out').exists()
+
+
+# ----------------------------------------------------------------------------- the release's path
+
+def index_colour(i):
+    """A colour that says frame i's index through a lossy yuv420p round trip (steps of 8)."""
+    return 8 * (i % 32) + 4, 8 * (i // 32) + 4, 100
+
+
+def colour_index(picture):
+    r, g, _ = picture.reshape(-1, 3).mean(0)
+    return int(round((r - 4) / 8)) + 32 * int(round((g - 4) / 8))
+
+
+def release_frames(n, seconds=10, per_segment=16):
+    """The frames the AVE release's extractor averages in each second of a clip of n frames
+    (its formula, written out: left edges on the grid of int(n / 10) frames a second)."""
+    interval = int(n / seconds)
+    return [sorted(int(l * interval + i / per_segment * interval) for i in range(per_segment))
+            for l in range(seconds)]
+
+
+@pytest.mark.parametrize('fps', [Fraction(25), Fraction(30000, 1001)], ids=['25 fps', '29.97 fps'])
+def test_each_second_averages_exactly_the_release_s_frames(fps, tmp_path):
+    from features.video import decode
+    n = round(10 * fps)
+    path = write_video(tmp_path / 'indexed.mkv', 10, fps=fps, size=32,
+                       picture=lambda i: np.full((32, 32, 3), index_colour(i), np.uint8))
+    windows = []
+    decode(path, 16, 10, windows.append)
+    [window] = windows
+    used = [sorted(colour_index(window.frames[f]) for f, count in uses.items()
+                   for _ in range(count)) for uses in window.uses]
+    assert used == release_frames(n)
+    if fps == 25:   # the grid of 25 frames a second: 0, 1, 3, 4, 6, 7, 9, 10, 12, 14, ...
+        assert used[0][:10] == [0, 1, 3, 4, 6, 7, 9, 10, 12, 14]
+    else:           # int(300 / 10) = 30 a second: second 9 is frames 270 .. 298 (8.99-9.94 s)
+        assert used[9][0] == 270 and used[9][-1] == 298
+
+
+def test_a_window_of_a_longer_video_is_that_clip_cut_out(tmp_path):
+    """A 25 s video's window 10-20 s gets the frames a 10 s clip of those seconds would."""
+    from features.video import decode
+    fps = 25
+    path = write_video(tmp_path / 'long.mkv', 25, fps=fps, size=32,
+                       picture=lambda i: np.full((32, 32, 3), index_colour(i), np.uint8))
+    windows = []
+    decode(path, 16, 10, windows.append)
+    middle = windows[1]
+    used = [sorted(colour_index(middle.frames[f]) - 250 for f, count in uses.items()
+                   for _ in range(count)) for uses in middle.uses]
+    assert [w.first for w in windows] == [0, 10, 20] and used == release_frames(250)
+    # The last window holds 5 s: the same grid over them, then its last frame, frozen.
+    last = [sorted(colour_index(windows[2].frames[f]) - 500 for f, count in uses.items()
+                   for _ in range(count)) for uses in windows[2].uses]
+    assert last[:5] == release_frames(125, seconds=5) and last[9] == [124] * 16
+
+
+def test_time_sampling_takes_the_frames_on_screen_at_the_midpoints(tmp_path):
+    from features.video import decode
+    path = write_video(tmp_path / 'indexed.mkv', 10, fps=25, size=32,
+                       picture=lambda i: np.full((32, 32, 3), index_colour(i), np.uint8))
+    windows = []
+    decode(path, 16, 10, windows.append, sampling='time')
+    used = [sorted(colour_index(windows[0].frames[f]) for f, count in uses.items()
+                   for _ in range(count)) for uses in windows[0].uses]
+    assert used[3] == [int((3 + (k + 0.5) / 16) * 25) for k in range(16)]
+
+
+def test_a_textured_frame_is_resized_as_opencv_resizes_the_whole_frame(tmp_path):
+    """The picture is cv2.resize(INTER_LINEAR) of the frame at its own resolution, not
+    FFmpeg's bilinear scaler (which differs by grey levels on texture)."""
+    import av
+    import cv2
+
+    from features.video import decode
+    rng = np.random.default_rng(0)
+    texture = rng.integers(0, 256, (180, 320, 3), dtype=np.uint8)
+    path = write_video(tmp_path / 'texture.mkv', 1, fps=4, size=(320, 180),
+                       picture=lambda i: texture)
+    windows = []
+    decode(path, 1, 1, windows.append)
+    with av.open(str(path)) as container:
+        frame = next(container.decode(video=0))
+        rgb = frame.to_ndarray(format='rgb24')                        # the decoded frame
+        scaled = frame.to_ndarray(width=224, height=224, format='rgb24', interpolation='BILINEAR')
+    ours = windows[0].frames[0]
+    assert np.array_equal(ours, cv2.resize(rgb, (224, 224), interpolation=cv2.INTER_LINEAR))
+    assert np.abs(ours.astype(int) - scaled).max() > 1      # the test tells the two apart
+
+
+def test_a_44khz_stereo_sound_gives_the_examples_of_the_release_s_audio_path(tmp_path):
+    """The release's audio path, written out: a 16-bit WAV / 32768, each second on its own,
+    the channels averaged, resampy to 16 kHz, the log-mel of that second's first 0.96 s."""
+    import resampy
+
+    from features.video import decode
+    rate, seconds = 44100, 3
+    t = np.arange(seconds * rate) / rate
+    pcm = np.stack([0.5 * np.sin(2 * np.pi * 440 * t), 0.3 * np.sin(2 * np.pi * 1250 * t)], 1)
+    pcm = (pcm * 32767).astype(np.int16)                               # (samples, 2)
+    path = write_video(tmp_path / 'stereo.mkv', seconds, fps=4, audio_rate=rate, sound=pcm)
+    decoded = decode(path, 1, seconds, lambda window: None)
+    assert decoded.rate == rate
+    assert np.array_equal(decoded.sound, (pcm / 32768.0).mean(1))     # read as the WAV is
+    ours = logmel.examples(decoded.window(0, seconds), decoded.rate, seconds, 'release')
+    wav = pcm / 32768.0
+    for k in range(seconds):
+        second = resampy.resample(wav[k * rate:(k + 1) * rate].mean(1), rate, 16000)
+        assert np.allclose(ours[k], logmel.log_mel(second)[:96], atol=1e-5), k

@@ -1,13 +1,14 @@
 """Measure feature extraction from video files (a benchmark, not a test).
 
     python tools/benchmark_extract.py [--videos 3] [--size 320x240] [--frames_per_segment 16]
-                                      [--device auto] [--frame_batch 32] [--out FILE]
+                                      [--frame_sampling release|time] [--device auto]
+                                      [--frame_batch 32] [--out FILE]
 
 Writes `--videos` generated 10-second 25 fps MPEG-4/AAC videos to a temporary folder, then
 extracts them as extract_features.sh does (random weights: the same networks and
 arithmetic as pretrained ones, no download), one untimed warm-up video first. Reports
 videos per second and where the time goes: decoding and resizing the frames, VGG-19 on
-them, and the audio (log-mel and VGGish).
+them, and the audio (resampling, log-mel and VGGish).
 """
 import argparse
 import json
@@ -44,6 +45,7 @@ def main():
     parser.add_argument('--videos', type=int, default=3)
     parser.add_argument('--size', default='320x240', help='WIDTHxHEIGHT of the videos')
     parser.add_argument('--frames_per_segment', type=int, default=16)
+    parser.add_argument('--frame_sampling', choices=video_module.SAMPLINGS, default='release')
     parser.add_argument('--frame_batch', type=int, default=32)
     parser.add_argument('--device', default='auto')
     parser.add_argument('--out', type=Path, help='write the results as JSON')
@@ -52,7 +54,7 @@ def main():
     device = resolve_device(args.device)
     flags = argparse.Namespace(weights='random', vgg19_weights='keras', vggish_weights='download',
                                frames_per_segment=args.frames_per_segment, audio_framing='release',
-                               frame_batch=args.frame_batch)
+                               frame_sampling=args.frame_sampling, frame_batch=args.frame_batch)
     extractor = extract.build_extractor(flags, device, 10)
     totals = {'vgg19': 0.0, 'audio': 0.0}
     extractor.visual = timed(totals, 'vgg19', extractor.visual, device)
@@ -71,10 +73,11 @@ def main():
         for path in paths[1:]:
             extractor(path)
         wall = time.perf_counter() - began
-        # Decoding alone (frames sampled and resized, sound resampled), no network.
+        # Decoding alone (frames converted and resized, sound read), no network.
         began = time.perf_counter()
         for path in paths[1:]:
-            video_module.decode(path, args.frames_per_segment, 10, lambda window: None)
+            video_module.decode(path, args.frames_per_segment, 10, lambda window: None,
+                                args.frame_sampling)
         decode = time.perf_counter() - began
     result = {
         'machine': {'cpu': platform.processor() or platform.machine(),
