@@ -1,4 +1,4 @@
-"""The program: flags in, DMIN trained or evaluated, results out.
+"""The program: flags in, a method (DMIN by default) trained or evaluated, results out.
 
 supv_main.py and weak_main.py call main(setting). It reads top to bottom: parse the
 config, prepare the run folder, load the data, build the model and the criterion from the
@@ -33,7 +33,7 @@ from engine.loop import build_optimizer, evaluate, train_one_epoch
 from engine.memory import release_freed_memory
 from engine.run_dir import (NO_BEST, copy_source, interrupted, prepare_run_dir,
                             removed_on_failure, restore_best, save_epoch)
-from model import build_criterion, build_model, count_parameters, model_args
+from model import build_criterion, build_model, count_parameters, method_name, model_args
 from reports.metrics import event_summary, report
 from reports.report import majority_baseline, make_folder, run_summary, write_report_with_figures
 
@@ -95,7 +95,7 @@ def evaluate_checkpoint(setting, cfg, run, explicit):
     log = setup_logging(quiet=dist.launched() and dist.rank() > 0)
     state = load_checkpoint(path)
     check_setting(state, setting, path)
-    cfg = evaluation_config(state['config'], cfg, explicit, path)
+    cfg = evaluation_config(state['config'], cfg, explicit, path, setting)
     configure_torch(cfg)
     device = dist.setup(resolve_device(cfg['device']))
     note_data_root(log, state['config'], cfg, explicit)
@@ -107,13 +107,15 @@ def evaluate_checkpoint(setting, cfg, run, explicit):
     with allocation_errors('--eval_batch_size'):
         preds = evaluate(model, data, 'test', cfg, cfg['progress'])
     rep = report(data.segment[data.splits['test']], preds, names)
-    log.info(f'checkpoint {path} (epoch {state["epoch"]}) on {data.num_videos("test")} test videos')
+    log.info(f'checkpoint {path} ({method_name(model)}, epoch {state["epoch"]}) on '
+             f'{data.num_videos("test")} test videos')
     log.info(f"test accuracy: {rep['accuracy']:.3f}")
     log.info(event_summary(rep))
     if run['report'] and dist.rank() == 0:
         folder = make_folder(run['report'], '--report')
         write_report_with_figures(folder, {'test': rep}, {
-            'setting': setting, 'epoch': state['epoch'], 'checkpoint': str(path)}, 'test split')
+            'setting': setting, 'method': method_name(model), 'epoch': state['epoch'],
+            'checkpoint': str(path)}, 'test split')
         log.info(f"report: {folder / 'report.md'} (with report.json, confusion_matrix.png, "
                  'per_class_accuracy.png)')
     return {'test_accuracy': rep['accuracy'], 'epoch': state['epoch']}
@@ -123,7 +125,7 @@ def train(setting, cfg, run, explicit):
     """Train (or, with --resume, continue) a run; returns metrics.json's content."""
     state = load_resumable(run['resume'], setting) if run['resume'] else None
     if state is not None:
-        cfg = resume_config(state['config'], cfg, explicit, run['resume'])
+        cfg = resume_config(state['config'], cfg, explicit, run['resume'], setting)
     done = state['epoch'] if state else 0
     if cfg['n_epoch'] <= done:
         setup_logging().info(f"nothing to train: --n_epoch {cfg['n_epoch']} and {done} epochs "
@@ -165,8 +167,8 @@ def train(setting, cfg, run, explicit):
             write_text(folder / 'config.yaml', dump_config(cfg))
         model = dist.wrap(net, device)   # under torchrun: DDP, which averages the gradients
         keep_freed_memory(cfg, device)
-        log.info(f'{setting} DMIN: {count_parameters(net):,} parameters, device {device}'
-                 f'{dist.describe(cfg["batch_size"])}, {data.num_videos("train")} train / '
+        log.info(f'{setting} {method_name(net)}: {count_parameters(net):,} parameters, device '
+                 f'{device}{dist.describe(cfg["batch_size"])}, {data.num_videos("train")} train / '
                  f"{data.num_videos('val')} val / {data.num_videos('test')} test videos, run "
                  f'folder {folder}')
 
@@ -188,7 +190,8 @@ def train(setting, cfg, run, explicit):
             history.append({'epoch': epoch, 'lr': lr, 'train': stats,
                             'val_accuracy': reports['val']['accuracy'],
                             'test_accuracy': reports['test']['accuracy'],
-                            'train_seconds': train_seconds, 'seconds': time.perf_counter() - began})
+                            'train_seconds': train_seconds, 'train_videos': data.num_videos('train'),
+                            'seconds': time.perf_counter() - began})
             # TensorBoard first: a run killed after saving last.pth.tar must not lose the epoch's
             # events (a resumed run purges any events of the epochs it repeats).
             log_epoch(writer, log, history[-1], criterion.weight_dict)
@@ -209,7 +212,7 @@ def train(setting, cfg, run, explicit):
 
 
 def build_net(setting, cfg, data, state, path, device):
-    """(DMIN on `device`, label names): a new one for the data's spec, or checkpoint
+    """(the model on `device`, label names): a new one for the data's spec, or checkpoint
     `state`'s (at `path`), which names the classes."""
     with allocation_errors('--d_model, --ff_dim, --agta_hidden or --mfb_factor'):
         if state is not None:

@@ -1,6 +1,8 @@
-"""Fully-supervised DMIN on AVE: train (default) or --evaluate a checkpoint.
+"""Fully-supervised DMIN (or --model M) on AVE-layout data: train (default) or --evaluate a
+checkpoint.
 
-Every config key of configs/base.yaml and configs/supervised.yaml is a flag; see --help.
+Every config key of the method's defaults (configs/base.yaml, supervised.yaml, <model>.yaml,
+<model>_supervised.yaml) is a flag; see --help.
 """
 from main import main
 

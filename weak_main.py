@@ -1,6 +1,8 @@
-"""Weakly-supervised DMIN on AVE (video labels only, MIL): train or --evaluate a checkpoint.
+"""Weakly-supervised DMIN (or --model M) on AVE-layout data (video labels only, MIL): train or
+--evaluate a checkpoint.
 
-Every config key of configs/base.yaml and configs/weak.yaml is a flag; see --help.
+Every config key of the method's defaults (configs/base.yaml, weak.yaml, <model>.yaml,
+<model>_weak.yaml) is a flag; see --help.
 """
 from main import main
 

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Train weakly-supervised DMIN (MIL); any flag of weak_main.py can follow, e.g.
+# Train a weakly-supervised method (MIL; DMIN unless --model says otherwise); any flag of
+# weak_main.py can follow, e.g.
 #   bash weak_train.sh --data_root data --snapshot_pref runs/weak
 # NPROC=N trains on N processes (GPUs) through torchrun (tools/launch.sh).
 set -euo pipefail

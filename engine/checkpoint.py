@@ -2,8 +2,8 @@
 runs no code, RNG state, and the one way from a checkpoint to a model (`model_for`).
 
 A checkpoint is a dict saved with torch.save: 'setting', 'epoch', 'model' (the state dict),
-'model_args' (what DMIN was built with: the setting, the data's sizes and the model keys of
-the config), 'data' (the DataSpec of what it was trained on: class names, segments per
+'model_args' (what the model was built with: its method, the setting, the data's sizes and
+the method's model keys of the config), 'data' (the DataSpec of what it was trained on: class names, segments per
 video, feature shapes), 'config' (the run's whole config) and, in last.pth.tar, what
 resuming needs:
 'optimizer', 'scheduler', 'rng', 'best' and 'history'; and 'checksum', the SHA-256 of all
@@ -32,7 +32,7 @@ from core.files import torch_file_kind
 from dataset.layout import BACKGROUND_NAME, DataSpec
 from engine import distributed as dist
 from engine.config import SCRIPTS
-from model.dmin import MODEL_KEYS, SETTINGS, build_model, model_args
+from model import METHODS, SETTINGS, build_model, model_args
 
 LAST = 'last.pth.tar'
 BEST_PATTERN = 'model_epoch_{epoch}_top1_{acc:.3f}_task_{task}_best_model.pth.tar'
@@ -127,7 +127,7 @@ def load_checkpoint(path, flag='--resume'):
         raise UserError(f'checkpoint {path} is corrupt or truncated ({reason}); use another '
                         'checkpoint of the run') from None
     if not isinstance(state, dict) or 'model' not in state or 'config' not in state:
-        raise UserError(f'{path} is not a DMIN checkpoint of this repository (no model/config '
+        raise UserError(f'{path} is not a checkpoint of this repository (no model/config '
                         'inside); use a checkpoint written by supv_main.py or weak_main.py')
     saved = state.pop('checksum', None)
     if saved is None:
@@ -216,15 +216,25 @@ def check_training_state(state, path):
 
 
 def upgrade(state, path):
-    """A checkpoint of an earlier version as this one writes them. Versions before data
-    specs were recorded were all trained on the AVE release (their 'data' is AVE's); before
-    that, 'model_args' were not stored either: the setting, those sizes and the model keys
-    of the config."""
+    """A checkpoint of an earlier version as this one writes them. Versions before methods
+    were recorded were all DMIN; before data specs were recorded, all trained on the AVE
+    release (their 'data' is AVE's); before that, 'model_args' were not stored either: the
+    setting, those sizes and the model keys of the config."""
+    state['config'] = {'model': 'dmin', **state['config']}
     if 'data' not in state:
         state['data'] = DataSpec.recorded(None).to_dict()
-    if 'model_args' not in state and all(k in state['config'] for k in MODEL_KEYS):
+    keys = METHODS['dmin'].MODEL_KEYS
+    if 'model_args' not in state and all(k in state['config'] for k in keys):
         state['model_args'] = model_args(state['setting'], DataSpec.recorded(None),
                                          state['config'])
+    args = state.get('model_args')
+    if isinstance(args, dict) and 'model' not in args:   # DMIN's, before methods
+        try:
+            shape = DataSpec.recorded(state['data']).visual_shape
+        except (ValueError, TypeError):
+            shape = None   # a damaged 'data' field is refused where it is read
+        positions = {'positions': shape[0] * shape[1]} if shape else {}
+        state['model_args'] = {'model': 'dmin', **positions, **args}
     return state
 
 
@@ -233,7 +243,7 @@ def check_setting(state, setting, path, fix=None):
     take it)."""
     saved = state.get('setting')
     if saved not in SETTINGS:
-        raise UserError(f'{path} names no DMIN setting ({saved!r}); use a checkpoint written '
+        raise UserError(f'{path} names no setting ({saved!r}); use a checkpoint written '
                         'by supv_main.py or weak_main.py')
     if setting is not None and saved != setting:
         scripts = SCRIPTS[saved]
@@ -251,14 +261,14 @@ def saved_spec(state, path):
 
 
 def model_for(state, path, spec):
-    """The one way from a checkpoint to a model: DMIN rebuilt from checkpoint `state`'s
+    """The one way from a checkpoint to a model: the method rebuilt from checkpoint `state`'s
     model_args, with its weights (on the CPU), for data of DataSpec `spec`. Returns (model,
     label names: the checkpoint's C class names, then background). Data of another shape,
     and a checkpoint whose weights, model and data do not fit together, are refused in one
     line; data that name their classes otherwise get a warning (the checkpoint's names
     name the predictions)."""
     if 'model_args' not in state:
-        missing = [k for k in MODEL_KEYS if k not in state['config']]
+        missing = [k for k in METHODS['dmin'].MODEL_KEYS if k not in state['config']]
         raise UserError(f"{path} has no model config ({', '.join(missing)} missing); use a "
                         'checkpoint written by supv_main.py or weak_main.py')
     trained_on = saved_spec(state, path)
@@ -269,8 +279,13 @@ def model_for(state, path, spec):
               f"{path} was trained with '{trained_on.class_names[renamed]}' (check "
               "classes.txt); results use the checkpoint's names", file=sys.stderr)
     args = dict(state['model_args'])
+    if args.get('model') != state['config'].get('model'):
+        raise UserError(f"{path} names two methods, {state['config'].get('model')!r} in its config "
+                        f"and {args.get('model')!r} in its model; use a checkpoint written by "
+                        'supv_main.py or weak_main.py')
     sizes = {'num_classes': trained_on.num_classes, 'audio_dim': trained_on.audio_dim,
-             'visual_dim': trained_on.visual_dim}
+             'visual_dim': trained_on.visual_dim,
+             'positions': trained_on.visual_shape[0] * trained_on.visual_shape[1]}
     if any(args.get(k) != v for k, v in sizes.items()):
         raise UserError(f'{path} describes its data ({sizes}) otherwise than its model '
                         f"({ {k: args.get(k) for k in sizes} }); use a checkpoint written by "
@@ -278,7 +293,7 @@ def model_for(state, path, spec):
     try:
         model = build_model(args)
     except (TypeError, ValueError, RuntimeError) as e:
-        raise UserError(f'{path} holds model arguments this DMIN cannot be built from ({e}); '
+        raise UserError(f'{path} holds model arguments its model cannot be built from ({e}); '
                         'use a checkpoint written by supv_main.py or weak_main.py') from None
     load_model_state(model, state['model'], path, args['setting'])
     if not all(p.isfinite().all() for p in model.parameters()):

@@ -1,7 +1,8 @@
 """Configuration: YAML defaults in configs/, each key also a command-line flag.
 
-The defaults of a setting are configs/base.yaml updated by configs/<setting>.yaml. A user
-file (--config PATH) and then the flags override them. An unknown key or flag is an error,
+The defaults of a method in a setting are configs/base.yaml updated by configs/<setting>.yaml,
+configs/<model>.yaml and configs/<model>_<setting>.yaml. A user file (--config PATH) and
+then the flags override them. An unknown key or flag is an error,
 and every value is checked before anything runs.
 """
 import argparse
@@ -9,6 +10,7 @@ import difflib
 import math
 import os
 import re
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,8 +19,13 @@ import yaml
 from core.errors import UserError
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / 'configs'
+# The methods: each has configs/<model>.yaml (its architecture) and, per setting it has,
+# configs/<model>_<setting>.yaml (its recipe).
+METHODS = tuple(sorted(p.stem for p in CONFIG_DIR.glob('*.yaml')
+                       if '_' not in p.stem and p.stem not in ('base', 'supervised', 'weak')))
 CHOICES = {'select_on': ('val', 'test'), 'feature_dtype': ('float32', 'float16'),
-           'amp': ('none', 'bf16'), 'data_in_memory': ('auto', 'true', 'false')}
+           'amp': ('none', 'bf16'), 'data_in_memory': ('auto', 'true', 'false'),
+           'model': METHODS, 'avel_fusion': ('att', 'dmrn')}
 # Keys that may differ from a checkpoint's config when resuming it: where the data and the
 # run live, the hardware, and how long to train. Everything else continues as it was.
 RESUME_OVERRIDABLE = ('data_root', 'snapshot_pref', 'device', 'num_threads', 'reuse_memory',
@@ -31,6 +38,9 @@ PATH_KEYS = ('data_root', 'snapshot_pref')
 EVAL_KEYS = ('data_root', 'device', 'num_threads', 'reuse_memory', 'progress',
              'data_in_memory', 'num_workers', 'prefetch', 'eval_batch_size', 'feature_dtype',
              'amp')
+# What an evaluation takes on the command line: those, and the method (which must be the
+# checkpoint's).
+EVAL_FLAGS = ('model', *EVAL_KEYS)
 # Names users bring from other repositories, and the flag that does that here.
 FLAG_ALIASES = {'learning_rate': 'lr', 'epochs': 'n_epoch', 'n_epochs': 'n_epoch',
                 'num_epochs': 'n_epoch', 'epoch': 'n_epoch', 'bs': 'batch_size',
@@ -63,6 +73,11 @@ def example(setting, prog):
 
 
 FLOAT32_MAX = 3.4028234663852886e38
+# Integer keys, of any method, that must be > 0 (widths, counts, batch sizes).
+POSITIVE = {'batch_size', 'eval_batch_size', 'prefetch', 'd_model', 'n_heads', 'ff_dim',
+            'decoder_ff_dim', 'encoder_layers', 'agta_hidden', 'mfb_factor', 'fusion_heads',
+            'lstm_hidden', 'attention_hidden', 'audio_lstm_hidden', 'visual_lstm_hidden',
+            'cmbs_topk'}
 DEVICE_NAME = re.compile(r'auto|cpu|cuda(:\d+)?')   # what --device takes (engine/device.py)
 _HELP_LINE = re.compile(r'^(\w+):.*?#\s*(.*)$')
 
@@ -89,13 +104,36 @@ def read_help(path):
     return {m.group(1): m.group(2) for m in found if m}
 
 
-def default_config(setting):
-    """(defaults, help) of a setting, from base.yaml + <setting>.yaml."""
+def default_config(setting, model='dmin'):
+    """(defaults, help) of `model` in `setting`: base.yaml, <setting>.yaml, <model>.yaml and
+    <model>_<setting>.yaml, each adding and overriding keys."""
+    if model not in METHODS:
+        raise UserError(f"--model {model!r} is invalid: choose one of {', '.join(METHODS)}")
+    if not (CONFIG_DIR / f'{model}_{setting}.yaml').is_file():
+        raise UserError(f'--model {model} has no {setting} variant; choose one of '
+                        f"{', '.join(m for m in METHODS if (CONFIG_DIR / f'{m}_{setting}.yaml').is_file())}")
     cfg, helps = {}, {}
-    for name in ('base.yaml', f'{setting}.yaml'):
+    for name in ('base.yaml', f'{setting}.yaml', f'{model}.yaml', f'{model}_{setting}.yaml'):
         cfg.update(read_yaml(CONFIG_DIR / name))
         helps.update(read_help(CONFIG_DIR / name))
-    return cfg, helps
+    return {**cfg, 'model': model}, helps
+
+
+def chosen_model(argv):
+    """The --model of command line `argv` (or of its --config file), else base.yaml's: it
+    decides which keys the command line has."""
+    argv = list(argv)
+    for i, word in enumerate(argv):
+        if word == '--model' and i + 1 < len(argv):
+            return argv[i + 1]
+        if word.startswith('--model='):
+            return word.split('=', 1)[1]
+    for i, word in enumerate(argv):
+        path = argv[i + 1] if word == '--config' and i + 1 < len(argv) else (
+            word.split('=', 1)[1] if word.startswith('--config=') else None)
+        if path is not None and isinstance(read_yaml(path).get('model'), str):
+            return read_yaml(path)['model']
+    return read_yaml(CONFIG_DIR / 'base.yaml')['model']
 
 
 def coerce(key, value, default, source):
@@ -179,8 +217,10 @@ def build_parser(setting, defaults, helps, prog, evaluation=False):
     what = 'Evaluate a checkpoint of' if evaluation else 'Train or evaluate'
     parser = Parser(
         prog=prog, argument_default=argparse.SUPPRESS,
-        description=f'{what} {setting} DMIN on AVE-layout features. Defaults come from '
-                    f'configs/base.yaml and configs/{setting}.yaml'
+        description=f"{what} {setting} {defaults['model']} on AVE-layout features (--model "
+                    f"chooses the method, and so the keys listed). Defaults come from "
+                    f"configs/base.yaml, {setting}.yaml, {defaults['model']}.yaml and "
+                    f"{defaults['model']}_{setting}.yaml"
                     + ("; the rest of the config is the checkpoint's." if evaluation else '.'),
         example=example(setting, prog))
     run = parser.add_argument_group('run')
@@ -201,7 +241,7 @@ def build_parser(setting, defaults, helps, prog, evaluation=False):
                               'deleting its checkpoints, logs and metrics')
     keys = parser.add_argument_group('config keys')
     for key, default in defaults.items():
-        if evaluation and key not in EVAL_KEYS:
+        if evaluation and key not in EVAL_FLAGS:
             continue
         text = helps.get(key, '')
         if isinstance(default, bool):
@@ -216,8 +256,8 @@ def build_parser(setting, defaults, helps, prog, evaluation=False):
             keys.add_argument(f'--{key}', type=type(default), choices=CHOICES.get(key),
                               metavar=None if key in CHOICES else key.upper(),
                               help=f'{text} (default: {default})')
-    parser.training_flags = {f'--{k}' for k in defaults if k not in EVAL_KEYS} | {
-        f'--no_{k}' for k, v in defaults.items() if isinstance(v, bool) and k not in EVAL_KEYS
+    parser.training_flags = {f'--{k}' for k in defaults if k not in EVAL_FLAGS} | {
+        f'--no_{k}' for k, v in defaults.items() if isinstance(v, bool) and k not in EVAL_FLAGS
     } | {'--overwrite'} if evaluation else set()
     return parser
 
@@ -230,7 +270,8 @@ def parse_config(setting, argv=None, prog=None):
     (config, resume, evaluate, overwrite, report) and the set of keys given on the command
     line or in --config.
     """
-    defaults, helps = default_config(setting)
+    argv = sys.argv[1:] if argv is None else argv
+    defaults, helps = default_config(setting, chosen_model(argv))
     prog = prog or program_name(SCRIPTS[setting].program)
     evaluation = prog == SCRIPTS[setting].test
     args = vars(build_parser(setting, defaults, helps, prog, evaluation).parse_args(argv))
@@ -238,12 +279,12 @@ def parse_config(setting, argv=None, prog=None):
     run['evaluate'] = bool(run['evaluate'])
     run['overwrite'] = bool(run['overwrite'])
     if run['evaluate']:
-        flag = next((f'--{k}' for k in args if k not in EVAL_KEYS), None)
+        flag = next((f'--{k}' for k in args if k not in EVAL_FLAGS), None)
         flag = flag or ('--overwrite' if run['overwrite'] else None)
         if flag:
             raise UserError(f'{flag} is a training flag, and {prog} only evaluates here (the '
                             "checkpoint's config applies); it takes --resume, --report, "
-                            f"--config and {', '.join('--' + k for k in EVAL_KEYS)}")
+                            f"--config and {', '.join('--' + k for k in EVAL_FLAGS)}")
         if not run['resume']:
             needs = f'{prog} needs' if evaluation else '--evaluate needs'
             raise UserError(f'{needs} --resume CKPT, the checkpoint to evaluate')
@@ -279,8 +320,7 @@ def validate(cfg):
     need(cfg['num_threads'] <= 4096, 'num_threads', 'must be at most 4096 (0: torch\'s default)')
     for key in ('n_epoch', 'num_threads', 'tb_images_every', 'num_workers'):
         need(cfg[key] >= 0, key, 'must be >= 0')
-    for key in ('batch_size', 'eval_batch_size', 'prefetch', 'd_model', 'n_heads', 'ff_dim',
-                'encoder_layers', 'agta_hidden', 'mfb_factor', 'fusion_heads'):
+    for key in (k for k in cfg if k in POSITIVE):
         need(cfg[key] > 0, key, 'must be > 0')
     need(cfg['lr'] > 0, 'lr', 'must be > 0')
     need(cfg['weight_decay'] >= 0, 'weight_decay', 'must be >= 0')
@@ -289,29 +329,45 @@ def validate(cfg):
     need(all(m > 0 for m in cfg['lr_milestones']), 'lr_milestones', 'epochs must be > 0')
     need(list(cfg['lr_milestones']) == sorted(cfg['lr_milestones']), 'lr_milestones',
          'epochs must increase')
-    need(0 <= cfg['dima_lambda'] <= 1, 'dima_lambda', 'must be in [0, 1]')
-    for key in ('encoder_dropout', 'visual_dropout', 'mfb_dropout', 'dima_dropout',
-                'fusion_dropout'):
+    for key in (k for k in cfg if k.endswith('_dropout')):
         need(0 <= cfg[key] < 1, key, 'must be in [0, 1)')
-    for key in ('d_model', 'agta_hidden'):
-        need(cfg[key] % 2 == 0, key, 'must be even')
-    need(cfg['d_model'] % cfg['n_heads'] == 0 and cfg['d_model'] // cfg['n_heads'] >= 2,
-         'n_heads', f"must divide d_model={cfg['d_model']} into heads of width >= 2")
-    need(cfg['d_model'] % cfg['fusion_heads'] == 0, 'fusion_heads',
-         f"must divide d_model={cfg['d_model']}")
-    need(DEVICE_NAME.fullmatch(cfg['device']) is not None, 'device',
-         'use auto, cpu, cuda or cuda:N')
     for key in (k for k in cfg if k.endswith('_weight')):
         need(cfg[key] >= 0, key, 'must be >= 0')
+    need(DEVICE_NAME.fullmatch(cfg['device']) is not None, 'device',
+         'use auto, cpu, cuda or cuda:N')
     for key, choices in CHOICES.items():
-        need(cfg[key] in choices, key, f"choose one of {', '.join(choices)}")
+        if key in cfg:
+            need(cfg[key] in choices, key, f"choose one of {', '.join(choices)}")
     need(bool(cfg['snapshot_pref']), 'snapshot_pref', 'must name a folder')
+    if 'd_model' in cfg:   # the Transformer methods: DMIN, CMRAN, CMBS
+        need(cfg['d_model'] % cfg['n_heads'] == 0 and cfg['d_model'] // cfg['n_heads'] >= 2,
+             'n_heads', f"must divide d_model={cfg['d_model']} into heads of width >= 2")
+        need(cfg['d_model'] % cfg['fusion_heads'] == 0, 'fusion_heads',
+             f"must divide d_model={cfg['d_model']}")
+    if cfg['model'] == 'dmin':
+        need(0 <= cfg['dima_lambda'] <= 1, 'dima_lambda', 'must be in [0, 1]')
+        for key in ('d_model', 'agta_hidden'):
+            need(cfg[key] % 2 == 0, key, 'must be even')
+    if 'psp_threshold' in cfg:
+        need(0 <= cfg['psp_threshold'] < 1, 'psp_threshold', 'must be in [0, 1)')
+    for key in ('cmbs_alpha', 'cmbs_beta', 'cmbs_gamma'):
+        if key in cfg:
+            need(0 <= cfg[key] <= 1, key, 'must be in [0, 1]')
 
 
-def with_saved(cfg, saved, path):
-    """`cfg` with the values of the config `saved` in checkpoint `path`, checked like a config
-    file's: keys added to the repository after the checkpoint was written keep today's
-    value, keys since removed are dropped, and the PATH_KEYS stay `cfg`'s."""
+def with_saved(cfg, saved, path, setting):
+    """`cfg` with the values of the config `saved` in checkpoint `path` (of `setting`),
+    checked like a config file's: keys added to the repository after the checkpoint was
+    written keep today's value, keys since removed are dropped, and the PATH_KEYS stay
+    `cfg`'s. The checkpoint's method decides the keys (a checkpoint before methods were
+    recorded is DMIN's)."""
+    model = saved.get('model', 'dmin')
+    if model not in METHODS:
+        raise UserError(f'{path} names no method of this repository ({model!r}); use a '
+                        'checkpoint written by supv_main.py or weak_main.py')
+    if model != cfg['model']:   # the command line's keys were another method's
+        defaults = default_config(setting, model)[0]
+        cfg = {**defaults, **{k: v for k, v in cfg.items() if k in defaults}, 'model': model}
     merged = {**cfg, **{k: coerce(k, v, cfg[k], path) for k, v in saved.items()
                         if k in cfg and k not in PATH_KEYS}}
     try:
@@ -321,10 +377,19 @@ def with_saved(cfg, saved, path):
     return merged
 
 
-def resume_config(saved, cfg, explicit, path):
+def check_model(saved, cfg, explicit, path):
+    """Refuse a --model given now that is not checkpoint `path`'s method."""
+    model = saved.get('model', 'dmin')
+    if 'model' in explicit and cfg['model'] != model:
+        raise UserError(f"{path} is a checkpoint of {model}, not {cfg['model']}; drop --model "
+                        f"or pass --model {model}")
+
+
+def resume_config(saved, cfg, explicit, path, setting):
     """The config of a resumed run: the checkpoint's, with the overridable flags given now;
     the run stays in the checkpoint's folder unless --snapshot_pref says otherwise."""
-    resumed = with_saved(cfg, saved, path)
+    check_model(saved, cfg, explicit, path)
+    resumed = with_saved(cfg, saved, path, setting)
     if 'snapshot_pref' not in explicit:
         resumed['snapshot_pref'] = str(Path(path).parent)
     for key in explicit:
@@ -337,14 +402,16 @@ def resume_config(saved, cfg, explicit, path):
     return resumed
 
 
-def evaluation_config(saved, cfg, explicit, path):
+def evaluation_config(saved, cfg, explicit, path, setting):
     """The config of evaluating checkpoint `path`: its config `saved`, with the EVAL_KEYS
     given now; another key that a --config file sets to another value is refused."""
-    for key in sorted(explicit - set(EVAL_KEYS)):
+    check_model(saved, cfg, explicit, path)
+    for key in sorted(explicit - set(EVAL_KEYS) - {'model'}):
         if cfg[key] != saved.get(key):
             raise UserError(f'--{key} cannot change when evaluating a checkpoint; its value '
                             f'comes from {path}')
-    return {**with_saved(cfg, saved, path), **{k: cfg[k] for k in explicit if k in EVAL_KEYS}}
+    return {**with_saved(cfg, saved, path, setting),
+            **{k: cfg[k] for k in explicit if k in EVAL_KEYS}}
 
 
 def dump_config(cfg):

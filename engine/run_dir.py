@@ -12,6 +12,7 @@ from engine import distributed as dist
 from engine.checkpoint import (BEST_GLOB, LAST, WEIGHT_FIELDS, best_name, is_best_name,
                                save_checkpoint)
 from engine.logger import close_logging
+from model import METHODS
 from reports.report import run_summary, write_report
 
 REPO = Path(__file__).resolve().parents[1]
@@ -212,7 +213,8 @@ def save_epoch(folder, setting, cfg, weights, training, history, best, reports, 
         name = best_name(record['epoch'], selected, setting)
         save_checkpoint({**weights, **accuracies}, folder / name)
         best = {'epoch': record['epoch'], 'selected': selected, **accuracies, 'checkpoint': name}
-        write_report(folder, reports, {'setting': setting, 'epoch': record['epoch'],
+        write_report(folder, reports, {'setting': setting, 'method': METHODS[cfg.get('model', 'dmin')].NAME,
+                                       'epoch': record['epoch'],
                                        'checkpoint': name, 'select_on': cfg['select_on']})
     save_checkpoint({**weights, **training, 'best': best, 'history': history}, folder / LAST)
     if previous and previous != best['checkpoint']:

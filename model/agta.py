@@ -7,26 +7,8 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
+from model.attention import ChannelAttention
 from model.dropout import FastCPUDropout
-
-
-class ChannelAttention(nn.Module):
-    """Audio-guided channel weights w; returns the channel-attended map v * (1 + w)."""
-
-    def __init__(self, audio_dim, visual_dim, hidden):
-        super().__init__()
-        self.audio_proj = nn.Linear(audio_dim, visual_dim)
-        self.visual_proj = nn.Linear(visual_dim, visual_dim)
-        self.squeeze = nn.Linear(visual_dim, hidden)
-        self.excite = nn.Linear(hidden, visual_dim)
-
-    def forward(self, visual, audio):
-        # visual (B, T, P, C), audio (B, T, A)
-        a = F.relu(self.audio_proj(audio))                        # (B, T, C)
-        # mean_P(pv * a) with a constant over the positions: a * mean_P(pv), one product less.
-        joint = F.relu(self.visual_proj(visual)).mean(2) * a     # (B, T, C)
-        w = torch.sigmoid(self.excite(F.relu(self.squeeze(joint))))
-        return visual * (1 + w.unsqueeze(2))                     # (B, T, P, C)
 
 
 class SpatialMFB(nn.Module):

@@ -23,7 +23,9 @@ import torch.nn.functional as F
 
 
 class DenseAttention(nn.Module):
-    """Multi-head attention over memory = concat[cross (T tokens), self (T tokens)]."""
+    """Multi-head attention over memory = concat[cross (T tokens), self (T tokens)]; with
+    `lam` None, ordinary scaled dot products for the cross keys too (CMRAN's cross-modal
+    relation attention)."""
 
     def __init__(self, d_model, n_heads, lam, dropout):
         super().__init__()
@@ -49,6 +51,10 @@ class DenseAttention(nn.Module):
         k = self.heads(self.k_proj(memory))                       # (B, h, 2T, Dh)
         v = self.heads(self.v_proj(memory))                       # (B, h, 2T, Dh)
         T, D = query.shape[1], self.head_dim
+        if self.lam is None:
+            out = F.scaled_dot_product_attention(
+                q, k, v, dropout_p=self.dropout if self.training else 0.0)    # (B, h, T, Dh)
+            return self.out_proj(out.transpose(1, 2).flatten(2))
         alpha = (self.lam - (1 - self.lam) / (D - 1)) / D
         beta = (1 - self.lam) / ((D - 1) * D)
         k_cross, k_self = k[:, :, :T], k[:, :, T:]
@@ -64,7 +70,8 @@ class DenseAttention(nn.Module):
 
 
 class DIMADecoderLayer(nn.Module):
-    """One DIMA layer: own query projection, dense attention, post-LN feed-forward."""
+    """One DIMA layer: own query projection, dense attention, post-LN feed-forward. With
+    `lam` None it is CMRAN's cross-modal relation attention layer (plain attention)."""
 
     def __init__(self, in_dim, d_model, n_heads, ff_dim, dropout, lam):
         super().__init__()

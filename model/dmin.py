@@ -2,6 +2,7 @@
 from torch import nn
 
 from model.agta import AGTA
+from model.criterion import SupervisedCriterion, WeakCriterion
 from model.dima import DIMADecoderLayer
 from model.encoder import IntraModalEncoder
 from model.fusion import AudioVisualFusion
@@ -66,21 +67,17 @@ class DMIN(nn.Module):
         return segment_confidence(outputs['relevance'], outputs['category'])
 
 
-def model_args(setting, spec, cfg):
-    """The arguments DMIN is built from: the setting, the sizes it takes from the data's
-    `spec` (a dataset.layout.DataSpec: event classes, audio width, visual map channels) and
-    the MODEL_KEYS of config `cfg`. A checkpoint stores them and is rebuilt from them."""
-    return {'setting': setting, 'num_classes': spec.num_classes, 'audio_dim': spec.audio_dim,
-            'visual_dim': spec.visual_dim, **{k: cfg[k] for k in MODEL_KEYS}}
+NAME = 'DMIN'
 
 
-def build_model(args):
-    """DMIN(**args) for a dict made by model_args (or read from a checkpoint); the model
-    keeps the dict as `model.args`, which its checkpoints store."""
-    model = DMIN(**args)
-    model.args = dict(args)
-    return model
+def build(args):
+    """DMIN for a dict made by model.model_args (or read from a checkpoint)."""
+    return DMIN(**{k: v for k, v in args.items() if k not in ('model', 'positions')})
 
 
-def count_parameters(model):
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+def build_criterion(cfg, setting, num_classes):
+    """DMIN's criterion of `setting`, weighted by the config's `*_weight` keys."""
+    if setting == 'supervised':
+        return SupervisedCriterion(num_classes, cfg['event_bce_weight'], cfg['class_ce_weight'],
+                                   cfg['udl_ce_weight'])
+    return WeakCriterion(cfg['mil_fused_weight'], cfg['mil_visual_weight'])

@@ -1,4 +1,6 @@
-"""Heads of the two settings (docs/model.md, part 6) and their shared segment prediction rule.
+"""Heads of the two settings (docs/model.md, part 6) and their shared segment prediction rule;
+CMRAN and CMBS use the same heads (without DMIN's UDL branch). AVEL and PSP score each
+segment's labels directly (LabelsEachSegment).
 
 C is the number of event classes (28 in AVE); class index C means background.
 """
@@ -23,23 +25,37 @@ def segment_confidence(relevance, category):
     return torch.where(relevance > 0, p_event * p_class, 1 - p_event)
 
 
-class SupervisedHead(nn.Module):
-    """Relevance per segment and one category per video, from the fused sequence; plus the
-    unimodal discrimination (UDL) classifier on the visual encoder output."""
+class LabelsEachSegment:
+    """predict and confidence of a model whose outputs['segment_logits'] (B, T, C + 1) score
+    each segment's C + 1 labels (AVEL, PSP): the argmax, and its softmax probability."""
 
-    def __init__(self, d_model, num_classes):
+    @staticmethod
+    def predict(outputs):
+        return outputs['segment_logits'].argmax(-1)
+
+    @staticmethod
+    def confidence(outputs):
+        return torch.softmax(outputs['segment_logits'], -1).amax(-1)
+
+
+class SupervisedHead(nn.Module):
+    """Relevance per segment and one category per video, from the fused sequence; plus,
+    with `udl` (DMIN), the unimodal discrimination (UDL) classifier on the visual encoder
+    output."""
+
+    def __init__(self, d_model, num_classes, udl=True):
         super().__init__()
         self.relevance = nn.Linear(d_model, 1)
         self.category = nn.Linear(d_model, num_classes)
-        self.udl = nn.Linear(d_model, num_classes)
+        self.udl = nn.Linear(d_model, num_classes) if udl else None
 
-    def forward(self, fused, visual):
+    def forward(self, fused, visual=None):
         # fused, visual (B, T, d)
-        return {
-            'relevance': self.relevance(fused).squeeze(-1),       # (B, T) logits
-            'category': self.category(fused.amax(1)),             # (B, C) logits
-            'udl': self.udl(visual.amax(1)),                      # (B, C) logits
-        }
+        out = {'relevance': self.relevance(fused).squeeze(-1),    # (B, T) logits
+               'category': self.category(fused.amax(1))}          # (B, C) logits
+        if self.udl is not None:
+            out['udl'] = self.udl(visual.amax(1))                 # (B, C) logits
+        return out
 
 
 class MILBranch(nn.Module):
@@ -62,15 +78,17 @@ class MILBranch(nn.Module):
 
 
 class WeakHead(nn.Module):
-    """The MIL branch on the fused sequence and, for UDL, one on the visual encoder output."""
+    """The MIL branch on the fused sequence and, with `udl` (DMIN), one on the visual
+    encoder output."""
 
-    def __init__(self, d_model, num_classes):
+    def __init__(self, d_model, num_classes, udl=True):
         super().__init__()
         self.fused = MILBranch(d_model, num_classes)
-        self.visual = MILBranch(d_model, num_classes)
+        self.visual = MILBranch(d_model, num_classes) if udl else None
 
-    def forward(self, fused, visual):
+    def forward(self, fused, visual=None):
         relevance, category, video = self.fused(fused)
-        visual_video = self.visual(visual)[2]
-        return {'relevance': relevance, 'category': category,
-                'video_score': video, 'visual_video_score': visual_video}
+        out = {'relevance': relevance, 'category': category, 'video_score': video}
+        if self.visual is not None:
+            out['visual_video_score'] = self.visual(visual)[2]
+        return out

@@ -33,7 +33,7 @@ def write_report(folder, reports, header):
     folder = Path(folder)
     write_json(folder / 'report.json', {**header, 'splits': reports})
     where = f" (epoch {header['epoch']}, {header['checkpoint']})" if 'epoch' in header else ''
-    pages = [f"# Evaluation report: {header['setting']} DMIN{where}", '']
+    pages = [f"# Evaluation report: {header['setting']} {header.get('method', 'DMIN')}{where}", '']
     pages += [report_markdown(rep, f'{split} split' if split in ORDER_FILES else split)
               for split, rep in reports.items()]
     write_text(folder / 'report.md', '\n'.join(pages))

@@ -3,6 +3,8 @@ chosen moment.
 
     python -m tests.die_at SETTING EVENT N [flags...]     (or as a script: tests/die_at.py)
 
+SETTING is supervised or weak, or compare: then tools/compare.py runs with the flags.
+
 EVENT is where the process kills itself, as a power cut or `kill -9` would:
     write:NAME  half-way through the N-th atomic write of a file whose name contains NAME
                 (half of the bytes are in its temporary file, synced to disk)
@@ -10,7 +12,7 @@ EVENT is where the process kills itself, as a power cut or `kill -9` would:
     kill:R      rank R of a torchrun launch, as epoch N begins
 or where it stops to be killed from outside:
     hold:NAME   right after the N-th such write, print 'held' and wait for a signal
-Used by tests/test_reliability.py and tests/test_distributed.py.
+Used by tests/test_reliability.py, tests/test_distributed.py and tests/test_compare.py.
 """
 import os
 import signal
@@ -82,4 +84,8 @@ if __name__ == '__main__':
         program.train_one_epoch = train_one_epoch
     else:
         raise SystemExit(f'unknown event {event!r}')
-    program.main(setting, flags, prog=f'die_at {setting}')
+    if setting == 'compare':
+        from tools.compare import main as compare
+        compare(flags)
+    else:
+        program.main(setting, flags, prog=f'die_at {setting}')

@@ -296,7 +296,7 @@ CHECKPOINT_CASES = [
      'empty.pth.tar is not a checkpoint \\(it is an empty file\\)'),
     ('plain state dict', 'supervised',
      lambda d, r, t: evaluate_argv(d, plain(r['supervised'], t / 'plain.pth.tar')),
-     'plain.pth.tar is not a DMIN checkpoint of this repository'),
+     'plain.pth.tar is not a checkpoint of this repository'),
     ('resume training from a best checkpoint', 'supervised',
      lambda d, r, t: ['--resume', best(r['supervised']), '--data_root', d],
      r'holds only a model; resume training from the last.pth.tar of its run folder'),

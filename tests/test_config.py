@@ -106,11 +106,11 @@ def test_unknown_flags_and_bad_choices_are_one_line_user_errors(argv, message):
 def test_resume_keeps_saved_config_but_allows_run_flags():
     saved, _, _ = parse_config('supervised', ['--lr', '1e-3'])
     cfg, _, explicit = parse_config('supervised', ['--n_epoch', '5', '--data_root', 'elsewhere'])
-    resumed = resume_config(saved, cfg, explicit, 'last.pth.tar')
+    resumed = resume_config(saved, cfg, explicit, 'last.pth.tar', 'supervised')
     assert resumed['lr'] == 1e-3 and resumed['n_epoch'] == 5 and resumed['data_root'] == 'elsewhere'
     cfg, _, explicit = parse_config('supervised', ['--lr', '0.1'])
     with pytest.raises(UserError, match='--lr 0.1 differs from the value 0.001 stored in last.pth.tar'):
-        resume_config(saved, cfg, explicit, 'last.pth.tar')
+        resume_config(saved, cfg, explicit, 'last.pth.tar', 'supervised')
 
 
 def test_data_in_memory_takes_auto_true_false_from_flags_and_yaml_booleans(tmp_path):

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from engine.config import parse_config
-from model.criterion import (SupervisedCriterion, WeakCriterion, batch_counts, build_criterion,
+from model import build_criterion
+from model.criterion import (SupervisedCriterion, WeakCriterion, batch_counts,
                              class_cross_entropy, total_loss)
 
 C = 2   # two event classes; label 2 is background

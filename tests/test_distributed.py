@@ -104,9 +104,11 @@ def test_two_processes_match_one_and_resume_on_one_after_kill_9(micro_ave, tmp_p
     argv = flags(micro_ave, two, '--batch_size', 11, '--eval_batch_size', 1, *NO_DROPOUT)
     proc = launch(2, f'hold:{LAST}', 2, argv)
     printed = wait_for_held(proc)
+    launcher_folder = environment(ranks(proc)[0])['DMIN_LAUNCHER']   # killed, it cannot
     for pid in process_tree(proc.pid):
         os.kill(pid, signal.SIGKILL)
     status, _, _ = finish(proc)
+    shutil.rmtree(launcher_folder, ignore_errors=True)
     assert status == -signal.SIGKILL
     assert any('on 2 processes (global batch 11)' in line for line in printed)
     assert sum(line.startswith('epoch   1 |') for line in printed) == 1   # rank 0 alone logs

@@ -7,8 +7,8 @@ import torch
 import torch.nn.functional as F
 
 from dataset.layout import AVE, DataSpec
-from model import DMIN, build_model, count_parameters, model_args
-from model.dmin import MODEL_KEYS
+from model import build_model, count_parameters, model_args
+from model.dmin import DMIN, MODEL_KEYS
 from model.agta import AGTA, ChannelAttention, SpatialMFB, TemporalAttention
 from model.criterion import total_loss
 from model.dima import DenseAttention

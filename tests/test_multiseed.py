@@ -14,7 +14,8 @@ def test_summary_is_mean_and_sample_std():
     assert summarize([None]) == {'mean': None, 'std': None, 'n': 0}
     runs = [{'seed': s, 'best_epoch': 5, 'val_accuracy': v, 'test_accuracy': t, 'run': f'r/{s}'}
             for s, v, t in ((1, 71.0, 70.0), (2, 73.0, 72.0), (3, 75.0, 74.0))]
-    text = table_markdown(table('weak', 'val', runs))
+    text = table_markdown(table('weak', 'dmin', 'val', runs))
+    assert text.startswith('# weak DMIN over 3 seeds')
     assert '| 2 | 5 | 73.000 | 72.000 | r/2 |' in text
     assert '| **mean ± std** (n=3) | | **73.00 ± 2.00** | **72.00 ± 2.00** | |' in text
 
@@ -55,14 +56,26 @@ def test_existing_seed_folders_are_refused_before_training(seeds_run, capsys):
                    *map(str, flags)])
     err = capsys.readouterr().err
     assert stop.value.code == 2 and err.count('\n') == 1
-    assert 'seed_4' in err and '--overwrite' in err
+    assert 'seed_4' in err and '--overwrite' in err and '--continue' in err
     assert not (pref / 'seed_5').exists()
+
+
+def test_continue_reads_the_finished_seeds_back_and_trains_the_missing_one(seeds_run):
+    pref, flags, _ = seeds_run
+    before = json.loads((pref / 'seeds.json').read_text())
+    mtimes = {s: (pref / f'seed_{s}' / 'last.pth.tar').stat().st_mtime_ns for s in (3, 4)}
+    doc = multiseed(['--setting', 'supervised', '--seeds', '3', '4', '5', '--continue',
+                     '--snapshot_pref', str(pref), *map(str, flags)])
+    assert {s: (pref / f'seed_{s}' / 'last.pth.tar').stat().st_mtime_ns for s in (3, 4)} == mtimes
+    assert doc['runs'][:2] == before['runs'] and doc['runs'][2]['seed'] == 5
+    assert json.loads((pref / 'seed_5' / 'metrics.json').read_text())['epochs_done'] == 1
 
 
 @pytest.mark.parametrize('argv, words', [
     (['--seeds', '1', '--seed', '2'], ['--seed cannot be passed']),
     (['--seeds', '1', '1'], ['repeats a seed']),
     (['--seeds', '1', '--lr', '-1'], ['--lr']),
+    (['--seeds', '1', '--overwrite', '--continue'], ['--overwrite', '--continue']),
 ])
 def test_bad_command_lines_are_one_line_errors(argv, words, tmp_path, capsys):
     with pytest.raises(SystemExit) as stop:

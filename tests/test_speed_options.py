@@ -76,11 +76,12 @@ def test_benchmark_quick_mode_writes_its_json(tmp_path, capsys):
     from tools.benchmark import main as benchmark        # in this process: no second start-up
     out = tmp_path / 'bench.json'
     benchmark(['--quick', '--device', 'cpu', '--amp', 'none', '--out', str(out),
-               '--no_reuse_memory'])
+               '--no_reuse_memory', '--models', 'dmin', 'avel'])
     result = json.loads(out.read_text())
-    row = result['devices']['cpu']['supervised/none']
-    assert row['train_videos_per_s'] > 0 and row['eval_videos_per_s'] > 0
-    assert 0 < row['fraction_of_matmul_peak']
+    for key in ('dmin/supervised/none', 'avel/weak/none'):
+        row = result['devices']['cpu'][key]
+        assert row['train_videos_per_s'] > 0 and row['eval_videos_per_s'] > 0
+        assert 0 < row['fraction_of_matmul_peak']
     assert set(result['devices']['cpu']['matmul_peak']) == {'none'}
     assert 'matmul peak' in capsys.readouterr().out
     assert result['machine']['reuse_memory'] is False

@@ -211,7 +211,7 @@ def forged(run, tmp_path, edit, name='forged.pth.tar'):
     (lambda s: s['optimizer'].__setitem__('param_groups', []), 'holds a training state that cannot '
                                                                'be restored'),
     (lambda s: s['rng'].__setitem__('torch', 'x'), 'holds a training state that cannot be restored'),
-    (lambda s: s['model_args'].__setitem__('d_model', 'wide'), 'holds model arguments this DMIN '
+    (lambda s: s['model_args'].__setitem__('d_model', 'wide'), 'holds model arguments its model '
                                                                'cannot be built from'),
     (lambda s: s['model'].__setitem__('head.relevance.bias', torch.zeros(3)),
      'does not fit the model it describes'),

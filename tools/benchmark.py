@@ -1,18 +1,20 @@
-"""Measure DMIN's speed and memory on this machine (a benchmark, not a test).
+"""Measure the methods' speed and memory on this machine (a benchmark, not a test).
 
-    python tools/benchmark.py [--device cpu cuda] [--amp none bf16] [--data DIR] [--out FILE]
+    python tools/benchmark.py [--models dmin avel ...] [--device cpu cuda] [--amp none bf16]
+                              [--data DIR] [--out FILE]
 
 For each device (CPU, and CUDA when present) it measures:
   - the matrix-multiply peak in float32 and bfloat16 (the reference);
-  - training throughput (videos/s: forward + backward + optimizer step) of both settings,
-    and the achieved FLOP/s as a fraction of the matmul peak of the precision used;
+  - training throughput (videos/s: forward + backward + optimizer step) of each method
+    (--models; default DMIN) in both settings, each with its recipe's model and the same
+    batch, and the achieved FLOP/s as a fraction of the matmul peak of the precision used;
   - evaluation throughput;
 with freed memory kept for reuse as training does (engine/memory.py; --no_reuse_memory: not),
 and, with --data (a folder in the AVE layout, e.g. a full-size float64 synthetic set made
 with `python -m dataset.synthetic --out DIR --float64`), the time and peak resident memory
 of loading it with float32 and float16 storage. It prints a table and writes JSON.
-FLOPs are counted once: matmuls with torch.utils.flop_counter, plus the BiLSTM (which the
-counter does not see) analytically.
+FLOPs are counted once: matmuls with torch.utils.flop_counter, plus the LSTMs (which the
+counter does not see) analytically, from the shapes they are called with.
 """
 import argparse
 import json
@@ -28,7 +30,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from dataset.layout import AVE  # noqa: E402  (the benchmark's batches are AVE-sized)
-from engine.config import default_config  # noqa: E402
+from engine.config import METHODS, default_config  # noqa: E402
 from engine.loop import autocast, train_step  # noqa: E402
 from engine.memory import reuse_freed_memory  # noqa: E402
 from model import build_criterion, build_model, model_args  # noqa: E402
@@ -68,15 +70,25 @@ def matmul_peak(device, dtype, quick):
     return best
 
 
-def lstm_flops(model, batch):
-    """Forward FLOPs of the AGTA BiLSTM for `batch` videos (flop_counter does not count RNNs)."""
-    lstm = model.agta.temporal.lstm
-    positions = batch * AVE.num_segments * AVE.visual_shape[0] * AVE.visual_shape[1]
-    h, total, inputs = lstm.hidden_size, 0, lstm.input_size
-    for _ in range(lstm.num_layers):
-        total += 2 * 4 * h * (inputs + h) * (2 if lstm.bidirectional else 1)
-        inputs = h * (2 if lstm.bidirectional else 1)
-    return total * positions
+def lstm_flops(model, run):
+    """Forward FLOPs of every nn.LSTM of `model` during run() (flop_counter does not count
+    RNNs): per layer, direction and step, 4 gates of h x (input + h) multiply-adds."""
+    calls = []
+    hooks = [m.register_forward_hook(lambda m, inputs, out: calls.append((m, inputs[0].shape)))
+             for m in model.modules() if isinstance(m, torch.nn.LSTM)]
+    try:
+        run()
+    finally:
+        for hook in hooks:
+            hook.remove()
+    total = 0
+    for lstm, shape in calls:
+        steps, inputs, h = shape[0] * shape[1], lstm.input_size, lstm.hidden_size
+        directions = 2 if lstm.bidirectional else 1
+        for _ in range(lstm.num_layers):
+            total += 2 * 4 * h * (inputs + h) * directions * steps
+            inputs = h * directions
+    return total
 
 
 def model_flops(cfg, setting):
@@ -85,11 +97,10 @@ def model_flops(cfg, setting):
     criterion = build_criterion(cfg, setting, AVE.num_classes)
     audio, visual, targets = fake_batch(2, torch.device('cpu'))
     with FlopCounterMode(display=False) as forward:
-        outputs = model(audio, visual)
+        lstm = lstm_flops(model, lambda: model(audio, visual))
     with FlopCounterMode(display=False) as train:
         outputs = model(audio, visual)
         total_loss(criterion(outputs, targets), criterion.weight_dict).backward()
-    lstm = lstm_flops(model, 2)
     # The LSTM's backward computes input and weight gradients: twice its forward.
     return (forward.get_total_flops() + lstm) / 2, (train.get_total_flops() + 3 * lstm) / 2
 
@@ -151,6 +162,8 @@ print(json.dumps({{'seconds': seconds, 'videos': videos,
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('--models', nargs='+', default=['dmin'], choices=METHODS, metavar='M',
+                        help=f"methods to measure (default dmin; any of {' '.join(METHODS)})")
     parser.add_argument('--device', nargs='*', default=['cpu', 'cuda'],
                         help='devices to measure; cuda is skipped where absent (default: both; '
                              'none: only --data loading)')
@@ -174,13 +187,17 @@ def main(argv=None):
                            'threads': torch.get_num_threads(),
                            'reuse_memory': not args.no_reuse_memory and reuse_freed_memory()},
                'devices': {}}
-    configs = {s: default_config(s)[0] for s in ('supervised', 'weak')}
+    configs = {f'{m}/{s}': (s, default_config(s, m)[0]) for m in args.models
+               for s in ('supervised', 'weak')}
     if args.quick:
-        small = dict(d_model=32, n_heads=4, ff_dim=64, encoder_layers=1, agta_hidden=32, mfb_factor=2)
-        configs = {s: dict(c, **small) for s, c in configs.items()}
+        small = dict(d_model=32, n_heads=4, ff_dim=64, decoder_ff_dim=64, encoder_layers=1,
+                     agta_hidden=32, mfb_factor=2, lstm_hidden=16, attention_hidden=32,
+                     audio_lstm_hidden=16, visual_lstm_hidden=16)
+        configs = {k: (s, {**c, **{key: v for key, v in small.items() if key in c}})
+                   for k, (s, c) in configs.items()}
         args.batch_size, args.eval_batch_size, args.steps = 2, 2, 1
-    flops = {s: model_flops(c, s) for s, c in configs.items()}
-    results['flops_per_video'] = {s: {'forward': f, 'train': t} for s, (f, t) in flops.items()}
+    flops = {k: model_flops(c, s) for k, (s, c) in configs.items()}
+    results['flops_per_video'] = {k: {'forward': f, 'train': t} for k, (f, t) in flops.items()}
 
     for name in args.device:
         if name == 'cuda' and not torch.cuda.is_available():
@@ -191,13 +208,13 @@ def main(argv=None):
             entry['name'] = torch.cuda.get_device_name(device)
         entry['matmul_peak'] = {amp: matmul_peak(device, PRECISION[amp], args.quick)
                                 for amp in args.amp}
-        for setting, cfg in configs.items():
+        for key, (setting, cfg) in configs.items():
             for amp in args.amp:
                 train = throughput(cfg, setting, device, amp, args.batch_size, args.steps, True)
                 evaluate = throughput(cfg, setting, device, amp, args.eval_batch_size,
                                       args.steps, False)
-                achieved = train * flops[setting][1]
-                entry[f'{setting}/{amp}'] = {
+                achieved = train * flops[key][1]
+                entry[f'{key}/{amp}'] = {
                     'train_videos_per_s': train, 'eval_videos_per_s': evaluate,
                     'train_flops_per_s': achieved,
                     'fraction_of_matmul_peak': achieved / entry['matmul_peak'][amp]}
@@ -211,17 +228,17 @@ def main(argv=None):
 
 
 def table(results, args):
-    lines = [f"forward GFLOP/video: supervised {results['flops_per_video']['supervised']['forward'] / 1e9:.2f}, "
-             f"training (fwd+bwd) {results['flops_per_video']['supervised']['train'] / 1e9:.2f}"]
+    lines = [f"{key}: forward {f['forward'] / 1e9:.2f} GFLOP/video, training (fwd+bwd) "
+             f"{f['train'] / 1e9:.2f}" for key, f in results['flops_per_video'].items()]
     for name, entry in results['devices'].items():
         peaks = ', '.join(f"{'fp32' if a == 'none' else a} {p / 1e12:.3f} TFLOP/s"
                           for a, p in entry['matmul_peak'].items())
         lines.append(f"\n{name} {entry.get('name', results['machine']['cpu'])}: matmul peak {peaks}")
-        lines.append(f"{'setting/amp':<18}{'train videos/s':>15}{'eval videos/s':>15}"
+        lines.append(f"{'method/setting/amp':<24}{'train videos/s':>15}{'eval videos/s':>15}"
                      f"{'TFLOP/s':>10}{'of peak':>9}")
         for key, row in entry.items():
             if '/' in key:
-                lines.append(f"{key:<18}{row['train_videos_per_s']:>15.1f}{row['eval_videos_per_s']:>15.1f}"
+                lines.append(f"{key:<24}{row['train_videos_per_s']:>15.1f}{row['eval_videos_per_s']:>15.1f}"
                              f"{row['train_flops_per_s'] / 1e12:>10.3f}{row['fraction_of_matmul_peak']:>9.0%}")
     for dtype, row in results.get('load', {}).items():
         lines.append(f"load {args.data} as {dtype}: {row['seconds']:.1f} s, peak RSS "

@@ -1,4 +1,4 @@
-"""The events a trained DMIN checkpoint (either setting) sees in videos, as JSON, CSV and plots.
+"""The events a trained checkpoint (any method, either setting) sees in videos, as JSON, CSV and plots.
 
     python tools/predict.py --checkpoint CKPT --data_root DIR [--split test] --out preds.json
     python tools/predict.py --checkpoint CKPT --audio A.h5 --visual V.h5 [--labels L.h5] \\
@@ -43,6 +43,7 @@ from engine.config import SCRIPTS, Parser, program_name  # noqa: E402
 from engine.device import allocation_errors, free_memory, resolve_device  # noqa: E402
 from engine.loop import infer  # noqa: E402
 from features import extract  # noqa: E402
+from model import method_name  # noqa: E402
 from reports.metrics import event_summary, merge_events, report  # noqa: E402
 from reports.report import make_folder, write_report  # noqa: E402
 
@@ -52,7 +53,7 @@ CSV_FIELDS = ('index', 'row', 'video_id', 'class', 'class_name', 'start_s', 'end
 def build_parser():
     parser = Parser(
         prog=program_name('tools/predict.py'),
-        description='Predict audio-visual events with a DMIN checkpoint: per-segment classes '
+        description='Predict audio-visual events with a checkpoint of any method: per-segment classes '
                     'and confidences and merged event intervals, as JSON (and CSV, plots).',
         example='bash predict.sh --checkpoint runs/supervised/last.pth.tar --data_root data '
                 '--split test --out preds.json --plot plots')
@@ -380,7 +381,8 @@ def predict(args, state, device, out, inp):
                             args.plot_videos, inp.title)
         if rep is not None:
             write_report(Path(args.plot), {inp.name: rep}, {
-                'setting': state['setting'], 'epoch': state.get('epoch'),
+                'setting': state['setting'], 'method': method_name(model),
+                'epoch': state.get('epoch'),
                 'checkpoint': str(args.checkpoint)})
         print(f'{len(paths)} plots -> {args.plot}')
     return doc
