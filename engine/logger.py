@@ -1,6 +1,7 @@
 """Where a run reports: the console, <run folder>/train.log and TensorBoard."""
 import logging
 import sys
+import time
 from pathlib import Path
 
 from core.errors import LOGGER
@@ -40,7 +41,25 @@ def tensorboard_writer(folder, purge_step):
     of epochs a resumed run repeats). Imported here: it takes a third of a second, which
     runs that stop early or only evaluate need not pay."""
     from torch.utils.tensorboard import SummaryWriter
-    return SummaryWriter(Path(folder) / 'tensorboard', purge_step=purge_step)
+    events = Path(folder) / 'tensorboard'
+    _wait_past_the_last_event_file(events)
+    return SummaryWriter(events, purge_step=purge_step)
+
+
+def _wait_past_the_last_event_file(events):
+    """TensorBoard reads a folder's event files in the order of their names, which begin
+    with the second each was opened in and go on with a process id and a counter compared
+    as text. A file opened in the same second as the folder's last one could be read before
+    it, and the repeated epochs it purges would come back; so a writer opened within that
+    second waits until the second is over (it happens when runs resume within a second)."""
+    seconds = []
+    for path in events.glob('events.out.tfevents.*'):
+        stamp = path.name.split('.')[3]
+        if stamp.isdigit():
+            seconds.append(int(stamp))
+    if seconds:
+        while (left := max(seconds) + 1 - time.time()) > 0:
+            time.sleep(left)
 
 
 def tensorboard_command(folder):

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from dataset.synthetic import generate
+from engine.memory import reuse_freed_memory
 
 # Real small AVE files (third-party): next to the checkout, never copied into it.
 META_DIR = Path(__file__).resolve().parents[2] / 'shared' / 'ave_meta'
@@ -46,6 +47,14 @@ def data(micro_ave, tmp_path):
     for src in micro_ave.iterdir():
         (folder / src.name).symlink_to(src)
     return folder
+
+
+@pytest.fixture(scope='session', autouse=True)
+def freed_memory_kept():
+    """The tests that train in this process keep freed memory for reuse, as the programs do
+    by default (engine/memory.py): without it, each step maps its large blocks afresh, and a
+    tiny test epoch takes several times as long."""
+    reuse_freed_memory()
 
 
 @pytest.fixture(scope='module', autouse=True)

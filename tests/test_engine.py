@@ -50,9 +50,14 @@ def test_float32_numbers_are_written_with_float32_s_decimals():
     assert torch.equal(torch.tensor(float32_values(values), dtype=torch.float32), values)
 
 
-def test_a_resumed_run_purges_the_events_of_the_epochs_it_repeats(micro_ave, tmp_path):
+def test_a_resumed_run_purges_the_events_of_the_epochs_it_repeats(micro_ave, tmp_path,
+                                                                  monkeypatch):
     """A run killed after epoch 3's TensorBoard events but before its last.pth.tar (events
-    are written first) resumes at epoch 3: its events of epoch 3 are not there twice."""
+    are written first) resumes at epoch 3: its events of epoch 3 are not there twice. The
+    writers' counter is set so that the last two files' names end in 9 and 10, which sort
+    the wrong way round as text when both are opened in the same second."""
+    from tensorboard.summary.writer import event_file_writer
+    monkeypatch.setattr(event_file_writer, '_global_uid', event_file_writer.AtomicCounter(8))
     run = tmp_path / 'run'
     argv = ['--data_root', str(micro_ave), '--snapshot_pref', str(run), '--batch_size', '4',
             '--num_threads', '1', '--no_progress', *TINY_FLAGS]
