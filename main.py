@@ -21,10 +21,9 @@ from core.errors import UserError, check_interrupt, exit_on_user_error
 from dataset.ave import load_ave
 from dataset.layout import BACKGROUND_NAME
 from engine import distributed as dist
-from engine.checkpoint import (check_setting, dropout_state, load_checkpoint, load_resumable,
-                               model_for, restore_training, rng_state, seed_everything,
-                               seed_rank)
-from engine.config import dump_config, evaluation_config, parse_config, resume_config
+from engine.checkpoint import (check_setting, dropout_state, load_checkpoint, model_for,
+                               restore_training, rng_state, seed_everything, seed_rank)
+from engine.config import dump_config, evaluation_config, parse_config
 from engine.device import (allocation_errors, configure_torch, free_memory, keep_freed_memory,
                            resolve_device)
 from engine.logger import (log_epoch, log_report_images, setup_logging, tensorboard_command,
@@ -32,10 +31,11 @@ from engine.logger import (log_epoch, log_report_images, setup_logging, tensorbo
 from engine.loop import build_optimizer, evaluate, train_one_epoch
 from engine.memory import release_freed_memory
 from engine.run_dir import (NO_BEST, copy_source, interrupted, prepare_run_dir,
-                            removed_on_failure, restore_best, save_epoch)
+                            removed_on_failure, restore_best, save_epoch, start_or_resume)
 from model import build_criterion, build_model, count_parameters, method_name, model_args
 from reports.metrics import event_summary, report
-from reports.report import majority_baseline, make_folder, run_summary, write_report_with_figures
+from reports.report import (majority_baseline, make_folder, run_summary, write_report,
+                            write_report_with_figures)
 
 
 @exit_on_user_error
@@ -123,13 +123,8 @@ def evaluate_checkpoint(setting, cfg, run, explicit):
 
 def train(setting, cfg, run, explicit):
     """Train (or, with --resume, continue) a run; returns metrics.json's content."""
-    state = load_resumable(run['resume'], setting) if run['resume'] else None
-    if state is not None:
-        cfg = resume_config(state['config'], cfg, explicit, run['resume'], setting)
-    done = state['epoch'] if state else 0
-    if cfg['n_epoch'] <= done:
-        setup_logging().info(f"nothing to train: --n_epoch {cfg['n_epoch']} and {done} epochs "
-                             'done; nothing was written')
+    state, cfg = start_or_resume(setting, cfg, run, explicit)
+    if cfg is None:
         return None
     configure_torch(cfg)
     device = dist.setup(resolve_device(cfg['device']))
@@ -202,8 +197,11 @@ def train(setting, cfg, run, explicit):
                        'model_args': net.args, 'data': names_spec(data, names), 'config': cfg}
             training = {'optimizer': optimizer.state_dict(), 'scheduler': scheduler.state_dict(),
                         'rng': rng_state(generator, rank_states)}
-            best = save_epoch(folder, setting, cfg, weights, training, history, best, reports,
-                              baseline)
+            best = save_epoch(
+                folder, setting, cfg, weights, training, history, best,
+                lambda folder, header: write_report(folder, reports,
+                                                    {**header, 'method': method_name(net)}),
+                lambda best: run_summary(setting, cfg, best, history, baseline))
     if not writes:
         return None
     writer.close()

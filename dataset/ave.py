@@ -193,13 +193,13 @@ def read_order(path, num_videos):
     return order.astype(np.int64)
 
 
-def check_disjoint(orders):
+def check_disjoint(orders, files=L.ORDER_FILES):
     names = list(orders)
     for i, a in enumerate(names):
         for b in names[i + 1:]:
             shared = np.intersect1d(orders[a], orders[b])
             if len(shared):
-                raise DataError(f'{L.ORDER_FILES[a]} and {L.ORDER_FILES[b]} share {len(shared)} '
+                raise DataError(f'{files[a]} and {files[b]} share {len(shared)} '
                                 f'rows (e.g. {int(shared[0])}); the splits must be disjoint')
 
 

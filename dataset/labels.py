@@ -2,10 +2,11 @@
 
     python -m dataset.labels --annotations Annotations.txt --out DIR [--splits DIR]
 
-writes labels.h5 and mil_labels.h5 (key `avadataset`) and, with `--splits` (the folder of
-trainSet.txt / valSet.txt / testSet.txt), train/val/test_order.h5 (key `order`): the same
-arrays as the AVE feature release, so a user with only the annotations (or re-extracted
-features) can rebuild them.
+writes labels.h5, mil_labels.h5 and labels_closs.h5 (key `avadataset`; the last, (N, T),
+1 on each event segment, is what cross-modality localization reads) and, with `--splits`
+(the folder of trainSet.txt / valSet.txt / testSet.txt), train/val/test_order.h5 (key
+`order`): the same arrays as the AVE feature release, so a user with only the annotations
+(or re-extracted features) can rebuild them.
 """
 
 import argparse
@@ -16,8 +17,8 @@ import numpy as np
 
 from core.errors import UserError
 from dataset.h5io import write_h5
-from dataset.layout import (ANNOTATIONS_FILE, AVE, FEATURE_KEY, LABELS_FILE, MIL_LABELS_FILE,
-                            ORDER_FILES, ORDER_KEY, SPLIT_FILES)
+from dataset.layout import (ANNOTATIONS_FILE, AVE, CLOSS_FILE, FEATURE_KEY, LABELS_FILE,
+                            MIL_LABELS_FILE, ORDER_FILES, ORDER_KEY, SPLIT_FILES)
 
 # One copy of Annotations.txt in the wild starts with this header; the release has none.
 HEADER = 'Category&VideoID&Quality&StartTime&EndTime'
@@ -101,6 +102,12 @@ def event_labels(class_ids, starts, ends, num_classes=AVE.num_classes, num_segme
     return labels, mil_labels
 
 
+def event_segments(labels):
+    """(N, T) float32, 1 on the event segments of one-hot segment labels (N, T, C + 1): the
+    AVE release's labels_closs.h5."""
+    return (labels.argmax(-1) != labels.shape[-1] - 1).astype(np.float32)
+
+
 def build_labels(annotations, classes=AVE.class_names):
     """`(labels, mil_labels)` of `event_labels` for annotation rows, classes indexed by `classes`.
 
@@ -141,8 +148,8 @@ def build_orders(annotations, split_paths):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(prog='python -m dataset.labels', description=(
-        'Build labels.h5 and mil_labels.h5 (and, with --splits, train/val/test_order.h5) '
-        'from the AVE annotation files.'))
+        'Build labels.h5, mil_labels.h5 and labels_closs.h5 (and, with --splits, '
+        'train/val/test_order.h5) from the AVE annotation files.'))
     parser.add_argument('--annotations', type=Path, required=True,
                         help=f'path of {ANNOTATIONS_FILE}')
     parser.add_argument('--out', type=Path, required=True, help='folder to write the .h5 files to')
@@ -160,6 +167,7 @@ def main(argv=None):
         args.out.mkdir(parents=True, exist_ok=True)
         write_h5(args.out / LABELS_FILE, FEATURE_KEY, labels)
         write_h5(args.out / MIL_LABELS_FILE, FEATURE_KEY, mil_labels)
+        write_h5(args.out / CLOSS_FILE, FEATURE_KEY, event_segments(labels))
         for split, order in orders.items():
             write_h5(args.out / ORDER_FILES[split], ORDER_KEY, order)
     except (OSError, ValueError, UserError) as e:   # UserError: a write failed
@@ -167,7 +175,7 @@ def main(argv=None):
 
     event_share = labels[..., :AVE.num_classes].sum(-1).mean()
     empty = sum(a.start == a.end for a in annotations)
-    written = [LABELS_FILE, MIL_LABELS_FILE] + [f'{ORDER_FILES[s]} ({len(o)})'
+    written = [LABELS_FILE, MIL_LABELS_FILE, CLOSS_FILE] + [f'{ORDER_FILES[s]} ({len(o)})'
                                                 for s, o in orders.items()]
     print(f'{len(annotations)} videos, {event_share:.1%} event segments, {empty} without '
           f'event -> {args.out}: {", ".join(written)}')

@@ -103,6 +103,13 @@ ORDER_FILES = {'train': 'train_order.h5', 'val': 'val_order.h5', 'test': 'test_o
 NOISY_AUDIO_FILE = 'audio_feature_noisy.h5'
 NOISY_VISUAL_FILE = 'visual_feature_noisy.h5'
 NOISY_LABELS_FILE = 'labels_noisy.h5'
+# Cross-modality localization (docs/cml.md): 1 on each event segment (N, T); the visual maps
+# averaged over their positions (N, T, V), derived from VISUAL_FILE where absent; and its
+# own splits, which are not the ones above.
+CLOSS_FILE = 'labels_closs.h5'
+VISUAL_VEC_FILE = 'visual_feature_vec.h5'
+MATCH_ORDER_FILES = {'train': 'train_order_match.h5', 'val': 'val_order_match.h5',
+                     'test': 'test_order_match.h5'}
 
 # Optional: the names of a data set's event classes, one per line in label-column order.
 CLASSES_FILE = 'classes.txt'

@@ -5,7 +5,10 @@
                                 [--background M] [--noise X] [--classes C] [--segments T]
 
 writes the ten files of the AVE feature release (names, keys, shapes and dtypes of
-dataset/layout.py), so every part of the project runs without the 8 GB real features.
+dataset/layout.py) and the files of cross-modality localization (labels_closs.h5,
+visual_feature_vec.h5: the maps averaged over their positions, and the three match order
+files, whose test videos all have a partial event), so every part of the project runs
+without the 8 GB real features.
 By default the sets have the release's sizes (28 classes, 10 segments per video) and its
 statistics. `--classes C` and `--segments T` write sets of other sizes in the same layout:
 label width C + 1 (last column background), (N, T, ...) features, and a classes.txt
@@ -37,10 +40,11 @@ from tqdm import tqdm
 from core.atomic import write_text
 from core.errors import UserError
 from dataset.h5io import write_h5, write_h5_chunked
-from dataset.labels import build_labels, event_labels, read_annotations
-from dataset.layout import (AUDIO_FILES, AVE, CLASSES_FILE, FEATURE_KEY, LABELS_FILE,
-                            MIL_LABELS_FILE, NOISY_AUDIO_FILE, NOISY_LABELS_FILE,
-                            NOISY_VISUAL_FILE, ORDER_FILES, ORDER_KEY, VISUAL_FILE)
+from dataset.labels import build_labels, event_labels, event_segments, read_annotations
+from dataset.layout import (AUDIO_FILES, AVE, CLASSES_FILE, CLOSS_FILE, FEATURE_KEY,
+                            LABELS_FILE, MATCH_ORDER_FILES, MIL_LABELS_FILE, NOISY_AUDIO_FILE,
+                            NOISY_LABELS_FILE, NOISY_VISUAL_FILE, ORDER_FILES, ORDER_KEY,
+                            VISUAL_FILE, VISUAL_VEC_FILE)
 
 # --- Facts of the real AVE release (counted in Annotations.txt and the order files) ---
 REAL_VIDEOS = 4143
@@ -78,7 +82,7 @@ CHUNK_VIDEOS = 32  # videos generated per block: 32 x 10 x 7 x 7 x 512 float32 =
 # (with T segments per video, CHUNK_VIDEOS * 10 / T videos, so a block stays ~32 MB)
 FEATURE_DTYPES = ('float16', 'float32', 'float64')  # what the features may be stored as
 # Independent random streams, so that e.g. the labels do not depend on the feature sizes.
-PLAN_STREAM, PROTOTYPE_STREAM, FEATURE_STREAM = 0, 1, 2
+PLAN_STREAM, PROTOTYPE_STREAM, FEATURE_STREAM, MATCH_STREAM = 0, 1, 2, 3
 
 # Audio pre-activations are N(AUDIO_BIAS, 1), so ReLU zeroes AUDIO_ZERO_SHARE of them.
 AUDIO_BIAS = NormalDist().inv_cdf(1 - AUDIO_ZERO_SHARE)
@@ -243,6 +247,31 @@ def split_orders(classes, rng, num_classes=AVE.num_classes):
     return {'train': train, 'val': orders['val'], 'test': orders['test']}
 
 
+def match_orders(starts, ends, num_segments, seed):
+    """The match splits of cross-modality localization, like the release's: test and val of
+    the localization splits' sizes, the test videos all with a partial event (at least 2
+    segments where there are enough such videos, as in the release), val half such videos
+    where there are enough, train the rest, shuffled."""
+    rng = np.random.default_rng([seed, MATCH_STREAM])
+    sizes = split_sizes(len(starts))
+    length = ends - starts
+    partial = np.flatnonzero((length >= 2) & (length < num_segments))
+    if len(partial) < sizes['test']:
+        partial = np.flatnonzero((length >= 1) & (length < num_segments))
+    if len(partial) == 0:
+        raise ValueError('no video has a partial event, which cross-modality localization '
+                         'tests on; make more videos')
+    partial = rng.permutation(partial)
+    test = partial[:sizes['test']]
+    # val: half of it partial events (the release's has 198 of 402), the rest of any kind
+    val_partial = partial[sizes['test']:sizes['test'] + (sizes['val'] + 1) // 2]
+    taken = np.concatenate([test, val_partial])
+    rest = rng.permutation(np.setdiff1d(np.arange(len(starts)), taken))
+    more = sizes['val'] - len(val_partial)
+    val = rng.permutation(np.concatenate([val_partial, rest[:more]]))
+    return {'train': rest[more:], 'val': val, 'test': test}
+
+
 def default_background(videos):
     """Background-video count for `videos` event videos: the real 178 per 4143, at least 2."""
     return max(2, round(REAL_BACKGROUND * videos / REAL_VIDEOS))
@@ -399,6 +428,14 @@ def _feature_blocks(make, classes, present, prototypes, noise, seed, stream, bar
         yield features
 
 
+def _pooling(blocks, pooled, dtype):
+    """Pass `blocks` of (n, T, H, W, V) maps on, appending the means over H x W of the maps
+    as stored (in `dtype`) to `pooled`."""
+    for block in blocks:
+        pooled.append(block.astype(dtype).astype(np.float32).mean((2, 3)))
+        yield block
+
+
 def feature_dtype(dtype=None, float64=False):
     """The numpy dtype of the stored features: `dtype` (a name of FEATURE_DTYPES or a numpy
     float type), else float64 with `float64` (the older flag), else float32."""
@@ -469,6 +506,10 @@ def generate(out, videos=None, seed=0, float64=False, background=None, annotatio
     noisy_labels = np.zeros((len(plan.noisy_classes), num_classes + 1), dtype=np.float32)
     noisy_labels[:, num_classes] = 1.0  # the background column
     write_h5(out / NOISY_LABELS_FILE, FEATURE_KEY, noisy_labels)
+    write_h5(out / CLOSS_FILE, FEATURE_KEY, event_segments(labels))
+    for split, order in match_orders(plan.starts, plan.ends, segments, seed).items():
+        write_h5(out / MATCH_ORDER_FILES[split], ORDER_KEY, order.astype(np.int64))
+    files += [CLOSS_FILE, *MATCH_ORDER_FILES.values()]
     if classes is not None:  # asked for: name the classes (one per line, no background)
         write_text(out / CLASSES_FILE, ''.join(f'{name}\n' for name in class_names(classes)))
         files.append(CLASSES_FILE)
@@ -482,14 +523,18 @@ def generate(out, videos=None, seed=0, float64=False, background=None, annotatio
         (NOISY_AUDIO_FILE, audio_features, plan.noisy_classes, plan.noisy_audible, audio_shape),
         (NOISY_VISUAL_FILE, visual_features, plan.noisy_classes, plan.noisy_visible, visual_shape),
     ]
+    pooled = []   # the visual maps averaged over their positions, block by block
     for stream, (name, make, video_classes, present, row_shape) in enumerate(features):
         with tqdm(total=len(video_classes), desc=name, unit='video', disable=not progress) as bar:
             blocks = _feature_blocks(make, video_classes, present, prototypes, noise, seed,
                                      stream, bar, dtype)
+            if name == VISUAL_FILE:
+                blocks = _pooling(blocks, pooled, dtype)
             write_h5_chunked(out / name, FEATURE_KEY, (len(video_classes),) + row_shape, dtype,
                              blocks)
+    write_h5(out / VISUAL_VEC_FILE, FEATURE_KEY, np.concatenate(pooled).astype(dtype))
 
-    files += [name for name, *_ in features]
+    files += [name for name, *_ in features] + [VISUAL_VEC_FILE]
     return {
         'out': str(out),
         'videos': len(plan.classes),

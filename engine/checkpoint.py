@@ -33,19 +33,28 @@ from dataset.layout import BACKGROUND_NAME, DataSpec
 from engine import distributed as dist
 from engine.config import SCRIPTS
 from model import METHODS, SETTINGS, build_model, model_args
+from model.matching import build_matcher
 
 LAST = 'last.pth.tar'
 BEST_PATTERN = 'model_epoch_{epoch}_top1_{acc:.3f}_task_{task}_best_model.pth.tar'
 BEST_GLOB = 'model_epoch_*_best_model.pth.tar'
-TASK_NAMES = {'supervised': 'Supervised', 'weak': 'WeaklySupervised'}
+TASK_NAMES = {'supervised': 'Supervised', 'weak': 'WeaklySupervised', 'a2v': 'A2V', 'v2a': 'V2A'}
 # Exactly the names best_name gives: a run deletes or copies a best checkpoint only under
 # such a name, which has no path separator and so stays inside the run folder.
 BEST_NAME = re.compile(r'model_epoch_[1-9][0-9]*_top1_[0-9]+\.[0-9]{3}_task_'
-                       r'(Supervised|WeaklySupervised)_best_model\.pth\.tar')
+                       r'(Supervised|WeaklySupervised|A2V|V2A)_best_model\.pth\.tar')
 
 
-def best_name(epoch, acc, setting):
-    return BEST_PATTERN.format(epoch=epoch, acc=acc, task=TASK_NAMES[setting])
+def best_name(epoch, acc, task):
+    """The best checkpoint's name of `task`: a localization setting, or a direction of
+    cross-modality localization (task_of)."""
+    return BEST_PATTERN.format(epoch=epoch, acc=acc, task=TASK_NAMES[task])
+
+
+def task_of(setting, cfg):
+    """What a run's best checkpoint is named for: its setting, or in cross-modality
+    localization (setting 'cml') its direction."""
+    return cfg['direction'] if setting == 'cml' else setting
 
 
 def is_best_name(name):
@@ -210,8 +219,9 @@ def check_training_state(state, path):
             refuse(f"its best epoch says {key} {best[key]!r}, but its history's best epoch "
                    f'({first}) has {value!r}')
     name = best['checkpoint']
-    if name is not None and not (first and is_best_name(name) and name == best_name(
-            first, expected['selected'], state['setting'])):
+    task = task_of(state['setting'], {'direction': state['config'].get('direction')})
+    if name is not None and not (first and is_best_name(name) and task in TASK_NAMES
+                                 and name == best_name(first, expected['selected'], task)):
         refuse(f'its best checkpoint is named {name!r}, not as epoch {first} names it')
 
 
@@ -219,7 +229,10 @@ def upgrade(state, path):
     """A checkpoint of an earlier version as this one writes them. Versions before methods
     were recorded were all DMIN; before data specs were recorded, all trained on the AVE
     release (their 'data' is AVE's); before that, 'model_args' were not stored either: the
-    setting, those sizes and the model keys of the config."""
+    setting, those sizes and the model keys of the config. Cross-modality localization's
+    checkpoints are as this version writes them."""
+    if state['setting'] not in SETTINGS:
+        return state
     state['config'] = {'model': 'dmin', **state['config']}
     if 'data' not in state:
         state['data'] = DataSpec.recorded(None).to_dict()
@@ -242,9 +255,9 @@ def check_setting(state, setting, path, fix=None):
     """Refuse a checkpoint of the other setting, naming `fix` (default: the scripts that
     take it)."""
     saved = state.get('setting')
-    if saved not in SETTINGS:
+    if saved not in SCRIPTS:
         raise UserError(f'{path} names no setting ({saved!r}); use a checkpoint written '
-                        'by supv_main.py or weak_main.py')
+                        'by supv_main.py, weak_main.py or cml_main.py')
     if setting is not None and saved != setting:
         scripts = SCRIPTS[saved]
         raise UserError(f'{path} was saved by the {saved} setting, not {setting}; '
@@ -290,16 +303,45 @@ def model_for(state, path, spec):
         raise UserError(f'{path} describes its data ({sizes}) otherwise than its model '
                         f"({ {k: args.get(k) for k in sizes} }); use a checkpoint written by "
                         'supv_main.py or weak_main.py')
+    model = built(build_model, args, state['model'], path, args['setting'],
+                  'supv_main.py or weak_main.py')
+    return model, (*trained_on.class_names, BACKGROUND_NAME)
+
+
+def built(build, args, weights, path, setting, programs):
+    """`build(args)` holding `weights` (checkpoint `path`'s, of `setting`), in one line where
+    it cannot be built, the weights do not fit or are not finite (`programs`: what writes
+    good checkpoints)."""
     try:
-        model = build_model(args)
+        model = build(args)
     except (TypeError, ValueError, RuntimeError) as e:
         raise UserError(f'{path} holds model arguments its model cannot be built from ({e}); '
-                        'use a checkpoint written by supv_main.py or weak_main.py') from None
-    load_model_state(model, state['model'], path, args['setting'])
+                        f'use a checkpoint written by {programs}') from None
+    load_model_state(model, weights, path, setting)
     if not all(p.isfinite().all() for p in model.parameters()):
         raise UserError(f'{path} holds NaN or Inf weights, which predict nothing; use another '
                         'checkpoint of the run')
-    return model, (*trained_on.class_names, BACKGROUND_NAME)
+    return model
+
+
+def matcher_for(state, path, spec):
+    """model_for of cross-modality localization: the matcher of checkpoint `state` (at
+    `path`), for data of DataSpec `spec`, whose segments and feature widths must be those it
+    was trained on."""
+    args, data = state.get('model_args'), state.get('data')
+    sizes = {'num_segments': spec.num_segments, 'audio_dim': spec.audio_dim,
+             'visual_dim': spec.visual_dim}
+    if not isinstance(args, dict) or not isinstance(data, dict):
+        raise UserError(f'{path} has no model or data description; use a checkpoint written '
+                        'by cml_main.py')
+    for key, value in sizes.items():
+        if data.get(key) != value:
+            raise UserError(f'{path} was trained on data with {key} {data.get(key)!r}, but these '
+                            f'data have {value}; use a checkpoint trained on data of this shape')
+        if key != 'num_segments' and args.get(key) != value:
+            raise UserError(f'{path} describes its data otherwise than its model ({key}); use a '
+                            'checkpoint written by cml_main.py')
+    return built(build_matcher, args, state['model'], path, state['setting'], 'cml_main.py')
 
 
 def load_model_state(model, saved, path, setting):

@@ -1,8 +1,10 @@
 """Configuration: YAML defaults in configs/, each key also a command-line flag.
 
-The defaults of a method in a setting are configs/base.yaml updated by configs/<setting>.yaml,
-configs/<model>.yaml and configs/<model>_<setting>.yaml. A user file (--config PATH) and
-then the flags override them. An unknown key or flag is an error,
+The defaults of a method in a localization setting are configs/base.yaml updated by
+configs/<setting>.yaml, configs/<model>.yaml and configs/<model>_<setting>.yaml; those of
+cross-modality localization (setting 'cml') are configs/cml.yaml and cml_<model>.yaml
+(cml_dcmr.yaml under --protocol dcmr). A user file (--config PATH) and then the flags
+override them. An unknown key or flag is an error,
 and every value is checked before anything runs.
 """
 import argparse
@@ -22,10 +24,15 @@ CONFIG_DIR = Path(__file__).resolve().parents[1] / 'configs'
 # The methods: each has configs/<model>.yaml (its architecture) and, per setting it has,
 # configs/<model>_<setting>.yaml (its recipe).
 METHODS = tuple(sorted(p.stem for p in CONFIG_DIR.glob('*.yaml')
-                       if '_' not in p.stem and p.stem not in ('base', 'supervised', 'weak')))
+                       if '_' not in p.stem and p.stem not in ('base', 'supervised', 'weak', 'cml')))
+# The localization settings (the methods' recipes), and cross-modality localization's
+# matchers under the AVEL protocol (configs/cml_<model>.yaml).
+LOCALIZATION = ('supervised', 'weak')
+CML_MODELS = ('avel', 'dmin')
 CHOICES = {'select_on': ('val', 'test'), 'feature_dtype': ('float32', 'float16'),
            'amp': ('none', 'bf16'), 'data_in_memory': ('auto', 'true', 'false'),
-           'model': METHODS, 'avel_fusion': ('att', 'dmrn')}
+           'model': METHODS, 'avel_fusion': ('att', 'dmrn'), 'protocol': ('avel', 'dcmr'),
+           'direction': ('a2v', 'v2a')}
 # Keys that may differ from a checkpoint's config when resuming it: where the data and the
 # run live, the hardware, and how long to train. Everything else continues as it was.
 RESUME_OVERRIDABLE = ('data_root', 'snapshot_pref', 'device', 'num_threads', 'reuse_memory',
@@ -41,6 +48,16 @@ EVAL_KEYS = ('data_root', 'device', 'num_threads', 'reuse_memory', 'progress',
 # What an evaluation takes on the command line: those, and the method (which must be the
 # checkpoint's).
 EVAL_FLAGS = ('model', *EVAL_KEYS)
+# Cross-modality localization: a matcher is evaluated in either direction (DCMR only in its
+# own), on the hardware and data given now.
+CML_EVAL_KEYS = ('data_root', 'device', 'num_threads', 'reuse_memory', 'progress',
+                 'eval_batch_size', 'direction')
+CML_EVAL_FLAGS = ('model', 'protocol', *CML_EVAL_KEYS)
+
+
+def eval_keys(setting):
+    """(the keys an evaluation takes from the command line, its flags) of `setting`."""
+    return (CML_EVAL_KEYS, CML_EVAL_FLAGS) if setting == 'cml' else (EVAL_KEYS, EVAL_FLAGS)
 # Names users bring from other repositories, and the flag that does that here.
 FLAG_ALIASES = {'learning_rate': 'lr', 'epochs': 'n_epoch', 'n_epochs': 'n_epoch',
                 'num_epochs': 'n_epoch', 'epoch': 'n_epoch', 'bs': 'batch_size',
@@ -59,17 +76,19 @@ class Scripts:
 
 
 SCRIPTS = {'supervised': Scripts('supv_train.sh', 'supv_test.sh', 'supv_main.py'),
-           'weak': Scripts('weak_train.sh', 'weak_test.sh', 'weak_main.py')}
+           'weak': Scripts('weak_train.sh', 'weak_test.sh', 'weak_main.py'),
+           'cml': Scripts('cml_train.sh', 'cml_test.sh', 'cml_main.py')}
 
 
 def example(setting, prog):
     """The command that ends --help, by the name the user ran."""
     scripts, run = SCRIPTS[setting], f'runs/{setting}'
+    direction = ' --direction a2v' if setting == 'cml' else ''
     if prog == scripts.test:
-        return f'bash {prog} --data_root data --resume {run}/last.pth.tar'
+        return f'bash {prog} --data_root data --resume {run}/last.pth.tar{direction}'
     if prog == scripts.train:
-        return f'bash {prog} --data_root data --snapshot_pref {run}'
-    return f'python {scripts.program} --data_root data --snapshot_pref {run}'
+        return f'bash {prog} --data_root data --snapshot_pref {run}{direction}'
+    return f'python {scripts.program} --data_root data --snapshot_pref {run}{direction}'
 
 
 FLOAT32_MAX = 3.4028234663852886e38
@@ -77,7 +96,7 @@ FLOAT32_MAX = 3.4028234663852886e38
 POSITIVE = {'batch_size', 'eval_batch_size', 'prefetch', 'd_model', 'n_heads', 'ff_dim',
             'decoder_ff_dim', 'encoder_layers', 'agta_hidden', 'mfb_factor', 'fusion_heads',
             'lstm_hidden', 'attention_hidden', 'audio_lstm_hidden', 'visual_lstm_hidden',
-            'cmbs_topk'}
+            'cmbs_topk', 'hidden', 'embed_dim'}
 DEVICE_NAME = re.compile(r'auto|cpu|cuda(:\d+)?')   # what --device takes (engine/device.py)
 _HELP_LINE = re.compile(r'^(\w+):.*?#\s*(.*)$')
 
@@ -104,9 +123,12 @@ def read_help(path):
     return {m.group(1): m.group(2) for m in found if m}
 
 
-def default_config(setting, model='dmin'):
+def default_config(setting, model='dmin', protocol=None):
     """(defaults, help) of `model` in `setting`: base.yaml, <setting>.yaml, <model>.yaml and
-    <model>_<setting>.yaml, each adding and overriding keys."""
+    <model>_<setting>.yaml, each adding and overriding keys (cross-modality localization:
+    cml.yaml and cml_<model>.yaml, or cml_dcmr.yaml under `protocol` 'dcmr')."""
+    if setting == 'cml':
+        return cml_config(model, protocol)
     if model not in METHODS:
         raise UserError(f"--model {model!r} is invalid: choose one of {', '.join(METHODS)}")
     if not (CONFIG_DIR / f'{model}_{setting}.yaml').is_file():
@@ -119,21 +141,45 @@ def default_config(setting, model='dmin'):
     return {**cfg, 'model': model}, helps
 
 
-def chosen_model(argv):
-    """The --model of command line `argv` (or of its --config file), else base.yaml's: it
-    decides which keys the command line has."""
+def cml_config(model, protocol):
+    protocol = protocol or read_yaml(CONFIG_DIR / 'cml.yaml')['protocol']
+    model = model or ('dmin' if protocol == 'dcmr' else read_yaml(CONFIG_DIR / 'cml.yaml')['model'])
+    if model not in CML_MODELS:
+        raise UserError(f"--model {model!r} is invalid for cross-modality localization: choose "
+                        f"one of {', '.join(CML_MODELS)}")
+    if protocol not in CHOICES['protocol']:
+        raise UserError(f"--protocol {protocol!r} is invalid: choose one of "
+                        f"{', '.join(CHOICES['protocol'])}")
+    if protocol == 'dcmr' and model != 'dmin':
+        raise UserError(f'--protocol dcmr is DMIN\'s release model (DCMR); drop --model {model} '
+                        'or pass --model dmin')
+    cfg, helps = {}, {}
+    for name in ('cml.yaml', f"cml_{'dcmr' if protocol == 'dcmr' else model}.yaml"):
+        cfg.update(read_yaml(CONFIG_DIR / name))
+        helps.update(read_help(CONFIG_DIR / name))
+    return {**cfg, 'model': model, 'protocol': protocol}, helps
+
+
+def chosen(argv, key, default=None):
+    """The --KEY value of command line `argv` (or of its --config file), else `default`: the
+    model (and the protocol) decide which keys the command line has."""
     argv = list(argv)
     for i, word in enumerate(argv):
-        if word == '--model' and i + 1 < len(argv):
+        if word == f'--{key}' and i + 1 < len(argv):
             return argv[i + 1]
-        if word.startswith('--model='):
+        if word.startswith(f'--{key}='):
             return word.split('=', 1)[1]
     for i, word in enumerate(argv):
         path = argv[i + 1] if word == '--config' and i + 1 < len(argv) else (
             word.split('=', 1)[1] if word.startswith('--config=') else None)
-        if path is not None and isinstance(read_yaml(path).get('model'), str):
-            return read_yaml(path)['model']
-    return read_yaml(CONFIG_DIR / 'base.yaml')['model']
+        if path is not None and isinstance(read_yaml(path).get(key), str):
+            return read_yaml(path)[key]
+    return default
+
+
+def chosen_model(argv):
+    """The --model of command line `argv` (or of its --config file), else base.yaml's."""
+    return chosen(argv, 'model', read_yaml(CONFIG_DIR / 'base.yaml')['model'])
 
 
 def coerce(key, value, default, source):
@@ -215,12 +261,20 @@ def build_parser(setting, defaults, helps, prog, evaluation=False):
     """The parser of `setting`'s program; with `evaluation` (the test scripts), only what
     evaluating a checkpoint takes."""
     what = 'Evaluate a checkpoint of' if evaluation else 'Train or evaluate'
+    model = defaults['model']
+    if setting == 'cml':
+        kind = 'dcmr' if defaults['protocol'] == 'dcmr' else model
+        task = (f'cross-modality localization with the {model} matcher (--model and '
+                f'--protocol choose it, and so the keys listed). Defaults come from '
+                f'configs/cml.yaml and cml_{kind}.yaml')
+    else:
+        task = (f'{setting} {model} on AVE-layout features (--model chooses the method, and so '
+                f'the keys listed). Defaults come from configs/base.yaml, {setting}.yaml, '
+                f'{model}.yaml and {model}_{setting}.yaml')
+    flags = eval_keys(setting)[1]
     parser = Parser(
         prog=prog, argument_default=argparse.SUPPRESS,
-        description=f"{what} {setting} {defaults['model']} on AVE-layout features (--model "
-                    f"chooses the method, and so the keys listed). Defaults come from "
-                    f"configs/base.yaml, {setting}.yaml, {defaults['model']}.yaml and "
-                    f"{defaults['model']}_{setting}.yaml"
+        description=f'{what} {task}'
                     + ("; the rest of the config is the checkpoint's." if evaluation else '.'),
         example=example(setting, prog))
     run = parser.add_argument_group('run')
@@ -233,15 +287,16 @@ def build_parser(setting, defaults, helps, prog, evaluation=False):
                      help=argparse.SUPPRESS if evaluation else
                      'only evaluate the --resume checkpoint on the test split')
     run.add_argument('--report', metavar='DIR',
-                     help='with --evaluate: also write report.json, report.md and the '
-                          'confusion-matrix and per-class PNGs of the test split to DIR')
+                     help='with --evaluate: also write report.json and report.md of the test '
+                          'split to DIR' + ('' if setting == 'cml' else
+                                            ', with its confusion-matrix and per-class PNGs'))
     if not evaluation:
         run.add_argument('--overwrite', action='store_true',
                          help='start afresh in a --snapshot_pref that holds a previous run, '
                               'deleting its checkpoints, logs and metrics')
     keys = parser.add_argument_group('config keys')
     for key, default in defaults.items():
-        if evaluation and key not in EVAL_FLAGS:
+        if evaluation and key not in flags:
             continue
         text = helps.get(key, '')
         if isinstance(default, bool):
@@ -256,8 +311,8 @@ def build_parser(setting, defaults, helps, prog, evaluation=False):
             keys.add_argument(f'--{key}', type=type(default), choices=CHOICES.get(key),
                               metavar=None if key in CHOICES else key.upper(),
                               help=f'{text} (default: {default})')
-    parser.training_flags = {f'--{k}' for k in defaults if k not in EVAL_FLAGS} | {
-        f'--no_{k}' for k, v in defaults.items() if isinstance(v, bool) and k not in EVAL_FLAGS
+    parser.training_flags = {f'--{k}' for k in defaults if k not in flags} | {
+        f'--no_{k}' for k, v in defaults.items() if isinstance(v, bool) and k not in flags
     } | {'--overwrite'} if evaluation else set()
     return parser
 
@@ -271,7 +326,11 @@ def parse_config(setting, argv=None, prog=None):
     line or in --config.
     """
     argv = sys.argv[1:] if argv is None else argv
-    defaults, helps = default_config(setting, chosen_model(argv))
+    if setting == 'cml':
+        defaults, helps = cml_config(chosen(argv, 'model'), chosen(argv, 'protocol'))
+    else:
+        defaults, helps = default_config(setting, chosen_model(argv))
+    flags = eval_keys(setting)[1]
     prog = prog or program_name(SCRIPTS[setting].program)
     evaluation = prog == SCRIPTS[setting].test
     args = vars(build_parser(setting, defaults, helps, prog, evaluation).parse_args(argv))
@@ -279,12 +338,12 @@ def parse_config(setting, argv=None, prog=None):
     run['evaluate'] = bool(run['evaluate'])
     run['overwrite'] = bool(run['overwrite'])
     if run['evaluate']:
-        flag = next((f'--{k}' for k in args if k not in EVAL_FLAGS), None)
+        flag = next((f'--{k}' for k in args if k not in flags), None)
         flag = flag or ('--overwrite' if run['overwrite'] else None)
         if flag:
             raise UserError(f'{flag} is a training flag, and {prog} only evaluates here (the '
                             "checkpoint's config applies); it takes --resume, --report, "
-                            f"--config and {', '.join('--' + k for k in EVAL_FLAGS)}")
+                            f"--config and {', '.join('--' + k for k in flags)}")
         if not run['resume']:
             needs = f'{prog} needs' if evaluation else '--evaluate needs'
             raise UserError(f'{needs} --resume CKPT, the checkpoint to evaluate')
@@ -319,7 +378,8 @@ def validate(cfg):
     need(cfg['seed'] >= 0, 'seed', 'must be >= 0 (numpy takes seeds from 0 to 2**32 - 1)')
     need(cfg['num_threads'] <= 4096, 'num_threads', 'must be at most 4096 (0: torch\'s default)')
     for key in ('n_epoch', 'num_threads', 'tb_images_every', 'num_workers'):
-        need(cfg[key] >= 0, key, 'must be >= 0')
+        if key in cfg:
+            need(cfg[key] >= 0, key, 'must be >= 0')
     for key in (k for k in cfg if k in POSITIVE):
         need(cfg[key] > 0, key, 'must be > 0')
     need(cfg['lr'] > 0, 'lr', 'must be > 0')
@@ -339,15 +399,21 @@ def validate(cfg):
         if key in cfg:
             need(cfg[key] in choices, key, f"choose one of {', '.join(choices)}")
     need(bool(cfg['snapshot_pref']), 'snapshot_pref', 'must name a folder')
-    if 'd_model' in cfg:   # the Transformer methods: DMIN, CMRAN, CMBS
+    if 'd_model' in cfg:   # the Transformer models: DMIN, CMRAN, CMBS, DMIN's matchers
         need(cfg['d_model'] % cfg['n_heads'] == 0 and cfg['d_model'] // cfg['n_heads'] >= 2,
              'n_heads', f"must divide d_model={cfg['d_model']} into heads of width >= 2")
+    if 'fusion_heads' in cfg:
         need(cfg['d_model'] % cfg['fusion_heads'] == 0, 'fusion_heads',
              f"must divide d_model={cfg['d_model']}")
-    if cfg['model'] == 'dmin':
+    if 'dima_lambda' in cfg:
         need(0 <= cfg['dima_lambda'] <= 1, 'dima_lambda', 'must be in [0, 1]')
+    if 'agta_hidden' in cfg:   # DMIN
         for key in ('d_model', 'agta_hidden'):
             need(cfg[key] % 2 == 0, key, 'must be even')
+    if 'protocol' in cfg:      # cross-modality localization
+        need(cfg['model'] in CML_MODELS, 'model', f"choose one of {', '.join(CML_MODELS)}")
+    if 'margin' in cfg:
+        need(cfg['margin'] > 0, 'margin', 'must be > 0')
     if 'psp_threshold' in cfg:
         need(0 <= cfg['psp_threshold'] < 1, 'psp_threshold', 'must be in [0, 1)')
     for key in ('cmbs_alpha', 'cmbs_beta', 'cmbs_gamma'):
@@ -362,11 +428,15 @@ def with_saved(cfg, saved, path, setting):
     `cfg`'s. The checkpoint's method decides the keys (a checkpoint before methods were
     recorded is DMIN's)."""
     model = saved.get('model', 'dmin')
-    if model not in METHODS:
+    if model not in (CML_MODELS if setting == 'cml' else METHODS):
         raise UserError(f'{path} names no method of this repository ({model!r}); use a '
-                        'checkpoint written by supv_main.py or weak_main.py')
-    if model != cfg['model']:   # the command line's keys were another method's
-        defaults = default_config(setting, model)[0]
+                        'checkpoint written by supv_main.py, weak_main.py or cml_main.py')
+    protocol = saved.get('protocol')
+    if setting == 'cml' and protocol not in CHOICES['protocol']:
+        raise UserError(f'{path} names no protocol of this repository ({protocol!r}); use a '
+                        'checkpoint written by cml_main.py')
+    if model != cfg['model'] or protocol != cfg.get('protocol'):   # another method's keys
+        defaults = default_config(setting, model, protocol)[0]
         cfg = {**defaults, **{k: v for k, v in cfg.items() if k in defaults}, 'model': model}
     merged = {**cfg, **{k: coerce(k, v, cfg[k], path) for k, v in saved.items()
                         if k in cfg and k not in PATH_KEYS}}
@@ -378,11 +448,14 @@ def with_saved(cfg, saved, path, setting):
 
 
 def check_model(saved, cfg, explicit, path):
-    """Refuse a --model given now that is not checkpoint `path`'s method."""
-    model = saved.get('model', 'dmin')
-    if 'model' in explicit and cfg['model'] != model:
-        raise UserError(f"{path} is a checkpoint of {model}, not {cfg['model']}; drop --model "
-                        f"or pass --model {model}")
+    """Refuse a --model (or --protocol) given now that is not checkpoint `path`'s."""
+    for key, default in (('model', 'dmin'), ('protocol', None)):
+        value = saved.get(key, default)
+        if key in explicit and cfg[key] != value:
+            saved_as, given = ((value, cfg[key]) if key == 'model' else
+                               (f'the {value} protocol', f'the {cfg[key]} one'))
+            raise UserError(f"{path} is a checkpoint of {saved_as}, not {given}; drop "
+                            f"--{key} or pass --{key} {value}")
 
 
 def resume_config(saved, cfg, explicit, path, setting):
@@ -406,12 +479,13 @@ def evaluation_config(saved, cfg, explicit, path, setting):
     """The config of evaluating checkpoint `path`: its config `saved`, with the EVAL_KEYS
     given now; another key that a --config file sets to another value is refused."""
     check_model(saved, cfg, explicit, path)
-    for key in sorted(explicit - set(EVAL_KEYS) - {'model'}):
+    keys = eval_keys(setting)[0]
+    for key in sorted(explicit - set(keys) - {'model', 'protocol'}):
         if cfg[key] != saved.get(key):
             raise UserError(f'--{key} cannot change when evaluating a checkpoint; its value '
                             f'comes from {path}')
     return {**with_saved(cfg, saved, path, setting),
-            **{k: cfg[k] for k in explicit if k in EVAL_KEYS}}
+            **{k: cfg[k] for k in explicit if k in keys}}
 
 
 def dump_config(cfg):

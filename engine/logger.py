@@ -76,20 +76,23 @@ def tensorboard_command(folder):
 
 
 def log_epoch(writer, log, record, weight_dict):
-    """One epoch's losses, accuracies and learning rate: a log line and TensorBoard scalars."""
+    """One epoch's losses, accuracies and learning rate: a log line and TensorBoard scalars
+    (the loss terms of `weight_dict`, and the training accuracy, where there are such)."""
     epoch, train = record['epoch'], record['train']
     writer.add_scalar('loss/total', train['loss'], epoch)
     for name in weight_dict:
         writer.add_scalar(f'loss/{name}', train[name], epoch)
-    writer.add_scalar('accuracy/train', train['accuracy'], epoch)
-    writer.add_scalar('accuracy/val', record['val_accuracy'], epoch)
-    writer.add_scalar('accuracy/test', record['test_accuracy'], epoch)
+    for split, value in (('train', train.get('accuracy')), ('val', record['val_accuracy']),
+                         ('test', record['test_accuracy'])):
+        if value is not None:
+            writer.add_scalar(f'accuracy/{split}', value, epoch)
     writer.add_scalar('lr', record['lr'], epoch)
     writer.flush()
-    terms = ' '.join(f'{k} {train[k]:.4f}' for k in weight_dict)
-    log.info(f"epoch {epoch:3d} | lr {record['lr']:.2e} | loss {train['loss']:.4f} ({terms}) | "
-             f"train {train['accuracy']:.2f} | val {record['val_accuracy']:.2f} | "
-             f"test {record['test_accuracy']:.2f} | {record['seconds']:.1f}s")
+    terms = f" ({' '.join(f'{k} {train[k]:.4f}' for k in weight_dict)})" if weight_dict else ''
+    trained = f" | train {train['accuracy']:.2f}" if 'accuracy' in train else ''
+    log.info(f"epoch {epoch:3d} | lr {record['lr']:.2e} | loss {train['loss']:.4f}{terms}"
+             f"{trained} | val {record['val_accuracy']:.2f} | test {record['test_accuracy']:.2f}"
+             f" | {record['seconds']:.1f}s")
 
 
 def log_report_images(writer, reports, epoch):

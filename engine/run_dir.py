@@ -10,12 +10,26 @@ from core.errors import PeerGone, Resumable, UserError
 from core.lock import hold
 from engine import distributed as dist
 from engine.checkpoint import (BEST_GLOB, LAST, WEIGHT_FIELDS, best_name, is_best_name,
-                               save_checkpoint)
-from engine.logger import close_logging
-from model import METHODS
-from reports.report import run_summary, write_report
+                               load_resumable, save_checkpoint, task_of)
+from engine.config import resume_config
+from engine.logger import close_logging, setup_logging
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def start_or_resume(setting, cfg, run, explicit):
+    """(the --resume checkpoint's state, or None for a new run; the run's config: the
+    checkpoint's with what may change now). The config is None when the checkpoint has
+    done its --n_epoch epochs already: nothing to train, which is said in one line."""
+    state = load_resumable(run['resume'], setting) if run['resume'] else None
+    if state is not None:
+        cfg = resume_config(state['config'], cfg, explicit, run['resume'], setting)
+    done = state['epoch'] if state else 0
+    if cfg['n_epoch'] <= done:
+        setup_logging().info(f"nothing to train: --n_epoch {cfg['n_epoch']} and {done} epochs "
+                             'done; nothing was written')
+        return state, None
+    return state, cfg
 # What a run writes; --overwrite deletes exactly these and nothing else of the folder.
 RUN_FILES = ('config.yaml', 'metrics.json', 'train.log', 'report.json', 'report.md', LAST)
 RUN_DIRS = ('tensorboard', 'code')
@@ -197,29 +211,30 @@ NO_BEST = {'epoch': 0, 'selected': None, 'val_accuracy': None, 'test_accuracy': 
            'checkpoint': None}
 
 
-def save_epoch(folder, setting, cfg, weights, training, history, best, reports, baseline):
+def save_epoch(folder, setting, cfg, weights, training, history, best, write_report, summary):
     """Write what ends epoch history[-1] into run folder `folder`, in the one order that a
     kill at any moment leaves consistent: the best checkpoint (if this epoch is the best so
-    far) and its report.json, then last.pth.tar, which names it, then the removal of the
+    far) and its report, then last.pth.tar, which names it, then the removal of the
     previous best checkpoint, then metrics.json. Returns the best epoch after this one.
 
     `weights`: what every checkpoint holds (checkpoint.WEIGHT_FIELDS); `training`: what
-    last.pth.tar adds but the best epoch and the history; `reports`: the epoch's val and test
-    reports; `baseline`: the majority baseline, for metrics.json."""
+    last.pth.tar adds but the best epoch and the history; `write_report(folder, header)`
+    writes the epoch's report files ({setting, epoch, checkpoint, select_on} in `header`);
+    `summary(best)` is metrics.json's content."""
     record, previous = history[-1], best['checkpoint']
-    selected = record[f"{cfg['select_on']}_accuracy"]
+    select_on = cfg.get('select_on', 'val')
+    selected = record[f'{select_on}_accuracy']
     accuracies = {'val_accuracy': record['val_accuracy'], 'test_accuracy': record['test_accuracy']}
     if best['selected'] is None or selected > best['selected']:
-        name = best_name(record['epoch'], selected, setting)
+        name = best_name(record['epoch'], selected, task_of(setting, cfg))
         save_checkpoint({**weights, **accuracies}, folder / name)
         best = {'epoch': record['epoch'], 'selected': selected, **accuracies, 'checkpoint': name}
-        write_report(folder, reports, {'setting': setting, 'method': METHODS[cfg.get('model', 'dmin')].NAME,
-                                       'epoch': record['epoch'],
-                                       'checkpoint': name, 'select_on': cfg['select_on']})
+        write_report(folder, {'setting': setting, 'epoch': record['epoch'], 'checkpoint': name,
+                              'select_on': select_on})
     save_checkpoint({**weights, **training, 'best': best, 'history': history}, folder / LAST)
     if previous and previous != best['checkpoint']:
         remove_best(folder, previous)
-    write_json(folder / 'metrics.json', run_summary(setting, cfg, best, history, baseline))
+    write_json(folder / 'metrics.json', summary(best))
     return best
 
 

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from dataset.labels import build_labels, build_orders, event_labels, main, read_annotations
-from dataset.layout import (ANNOTATIONS_FILE, AVE, FEATURE_KEY, LABELS_FILE, MIL_LABELS_FILE,
-                            ORDER_FILES, ORDER_KEY, SPLIT_FILES)
+from dataset.layout import (ANNOTATIONS_FILE, AVE, CLOSS_FILE, FEATURE_KEY, LABELS_FILE,
+                            MIL_LABELS_FILE, ORDER_FILES, ORDER_KEY, SPLIT_FILES)
 
 NUM_CLASSES = BACKGROUND = AVE.num_classes   # background is label C
 
@@ -162,7 +162,9 @@ def test_cli_without_splits_writes_only_labels(tmp_path):
     annotations = tmp_path / 'Annotations.txt'
     annotations.write_text('Bark&a&good&0&10\n')
     main(['--annotations', str(annotations), '--out', str(tmp_path / 'out')])
-    assert sorted(p.name for p in (tmp_path / 'out').iterdir()) == [LABELS_FILE, MIL_LABELS_FILE]
+    assert sorted(p.name for p in (tmp_path / 'out').iterdir()) == sorted(
+        [LABELS_FILE, MIL_LABELS_FILE, CLOSS_FILE])
+    assert read(tmp_path / 'out' / CLOSS_FILE).tolist() == [[1.0] * 10]
 
 
 @pytest.mark.parametrize('content, message', [

@@ -7,8 +7,9 @@ AVE release's sizes, and the program is only the program.
              report files, figures)                   (kept apart; features never use model/)
     floor 3  engine/ (the loop, checkpoints, the run folder, config, devices, processes,
              logging)
-    floor 4  main.py, the program
-    floor 5  supv_main.py, weak_main.py, tools/
+    floor 4  main.py, the program of event localization; cml.py, that of cross-modality
+             localization                              (kept apart)
+    floor 5  supv_main.py, weak_main.py, cml_main.py, tools/
 """
 import ast
 
@@ -17,9 +18,10 @@ import pytest
 from tests.helpers import REPO
 
 FLOORS = {'core': 0, 'dataset.layout': 0, 'dataset': 1, 'model': 1, 'features': 2,
-          'reports': 2, 'engine': 3, 'main': 4, 'supv_main': 5, 'weak_main': 5, 'tools': 5}
+          'reports': 2, 'engine': 3, 'main': 4, 'cml': 4, 'supv_main': 5, 'weak_main': 5,
+          'cml_main': 5, 'tools': 5}
 APART = {('dataset', 'model'), ('model', 'dataset'), ('features', 'reports'),
-         ('reports', 'features'), ('features', 'model')}
+         ('reports', 'features'), ('features', 'model'), ('main', 'cml'), ('cml', 'main')}
 # The AVE release's description (dataset/layout.py). Above the ground floor, code takes the
 # sizes of its data from a DataSpec; only the modules that exist to make or mimic the AVE
 # release's own files may name the release.
@@ -126,3 +128,6 @@ def test_only_the_entry_points_call_the_program():
     callers = [module_name(p) for p in SOURCES if any(m.split('.')[0] == 'main'
                                                       for m in imports(p))]
     assert sorted(callers) == ['supv_main', 'tools.multiseed', 'weak_main']
+    callers = [module_name(p) for p in SOURCES if any(m.split('.')[0] == 'cml'
+                                                      for m in imports(p))]
+    assert sorted(callers) == ['cml_main', 'tools.predict']

@@ -10,9 +10,10 @@ from tqdm import tqdm
 
 from dataset import synthetic
 from dataset.labels import build_labels, read_annotations
-from dataset.layout import (ANNOTATIONS_FILE, AUDIO_FILES, AVE, CLASSES_FILE, FEATURE_KEY,
-                            LABELS_FILE, MIL_LABELS_FILE, NOISY_AUDIO_FILE, NOISY_LABELS_FILE,
-                            NOISY_VISUAL_FILE, ORDER_FILES, ORDER_KEY, VISUAL_FILE)
+from dataset.layout import (ANNOTATIONS_FILE, AUDIO_FILES, AVE, CLASSES_FILE, CLOSS_FILE,
+                            FEATURE_KEY, LABELS_FILE, MATCH_ORDER_FILES, MIL_LABELS_FILE,
+                            NOISY_AUDIO_FILE, NOISY_LABELS_FILE, NOISY_VISUAL_FILE, ORDER_FILES,
+                            ORDER_KEY, VISUAL_FILE, VISUAL_VEC_FILE)
 
 REPO = Path(__file__).resolve().parents[1]
 FEATURE_FILES = (AUDIO_FILES[0], VISUAL_FILE, NOISY_AUDIO_FILE, NOISY_VISUAL_FILE)
@@ -25,7 +26,8 @@ def read(path, key=FEATURE_KEY):
 
 def read_all(folder):
     """{file name: array} of every .h5 file in `folder`."""
-    return {p.name: read(p, ORDER_KEY if p.name in ORDER_FILES.values() else FEATURE_KEY)
+    orders = (*ORDER_FILES.values(), *MATCH_ORDER_FILES.values())
+    return {p.name: read(p, ORDER_KEY if p.name in orders else FEATURE_KEY)
             for p in sorted(Path(folder).glob('*.h5'))}
 
 
@@ -35,7 +37,7 @@ def full_plan():
     return synthetic.make_plan(seed=0)
 
 
-def test_writes_the_ten_release_files_with_keys_shapes_and_dtypes(tiny_ave):
+def test_writes_the_release_files_with_keys_shapes_and_dtypes(tiny_ave):
     expected = {
         AUDIO_FILES[0]: ((64, 10, 128), np.float32),
         VISUAL_FILE: ((64, 10, 7, 7, 512), np.float32),
@@ -44,13 +46,16 @@ def test_writes_the_ten_release_files_with_keys_shapes_and_dtypes(tiny_ave):
         NOISY_AUDIO_FILE: ((8, 10, 128), np.float32),
         NOISY_VISUAL_FILE: ((8, 10, 7, 7, 512), np.float32),
         NOISY_LABELS_FILE: ((8, 29), np.float32),
+        CLOSS_FILE: ((64, 10), np.float32),
+        VISUAL_VEC_FILE: ((64, 10, 512), np.float32),
     }
-    assert sorted(p.name for p in tiny_ave.iterdir()) == sorted([*expected, *ORDER_FILES.values()])
+    orders = [*ORDER_FILES.values(), *MATCH_ORDER_FILES.values()]
+    assert sorted(p.name for p in tiny_ave.iterdir()) == sorted([*expected, *orders])
     for name, (shape, dtype) in expected.items():
         with h5py.File(tiny_ave / name, 'r') as f:
             assert list(f) == [FEATURE_KEY]
             assert (f[FEATURE_KEY].shape, f[FEATURE_KEY].dtype) == (shape, dtype), name
-    for name in ORDER_FILES.values():
+    for name in orders:
         with h5py.File(tiny_ave / name, 'r') as f:
             assert list(f) == [ORDER_KEY] and f[ORDER_KEY].dtype == np.int64
 
@@ -93,7 +98,7 @@ def test_same_seed_gives_identical_files_and_another_seed_differs(tmp_path):
     for folder, seed in [('a', 1), ('b', 1), ('c', 2)]:
         synthetic.generate(tmp_path / folder, videos=5, background=2, seed=seed, progress=False)
     a, b, c = (read_all(tmp_path / f) for f in 'abc')
-    assert a.keys() == b.keys() == c.keys() and len(a) == 10
+    assert a.keys() == b.keys() == c.keys() and len(a) == 15
     for name in a:
         np.testing.assert_array_equal(a[name], b[name])
     for name in FEATURE_FILES:
@@ -285,7 +290,8 @@ def test_other_sizes_have_their_shapes_and_dtypes(other_sizes):
         NOISY_LABELS_FILE: ((2, 6), np.float32),
     }
     assert sorted(p.name for p in other_sizes.iterdir()) == sorted(
-        [*expected, *ORDER_FILES.values(), CLASSES_FILE])
+        [*expected, *ORDER_FILES.values(), CLASSES_FILE, CLOSS_FILE, VISUAL_VEC_FILE,
+         *MATCH_ORDER_FILES.values()])
     files = read_all(other_sizes)
     for name, (shape, dtype) in expected.items():
         assert (files[name].shape, files[name].dtype) == (shape, dtype), name
@@ -342,9 +348,9 @@ def test_explicit_28_classes_only_adds_the_ave_class_names(tmp_path):
     default = synthetic.generate(tmp_path / 'b', videos=3, background=1, progress=False)
     assert explicit['classes'] == default['classes'] == 28
     assert (tmp_path / 'a' / CLASSES_FILE).read_text().splitlines() == list(AVE.class_names)
-    assert not (tmp_path / 'b' / CLASSES_FILE).exists()  # the default: the ten files only
+    assert not (tmp_path / 'b' / CLASSES_FILE).exists()  # the default: the release's files only
     a, b = read_all(tmp_path / 'a'), read_all(tmp_path / 'b')
-    assert a.keys() == b.keys() and len(a) == 10
+    assert a.keys() == b.keys() and len(a) == 15
     for name in a:
         np.testing.assert_array_equal(a[name], b[name])
 

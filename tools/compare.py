@@ -23,7 +23,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from core.errors import UserError, exit_on_user_error  # noqa: E402
 from engine.config import METHODS as CONFIGS  # noqa: E402
-from engine.config import SCRIPTS, Parser, default_config, parse_config, program_name  # noqa: E402
+from engine.config import (LOCALIZATION, SCRIPTS, Parser, default_config, parse_config,  # noqa: E402
+                           program_name)
 from model import METHODS, build_model, count_parameters  # noqa: E402
 from tools.multiseed import mean_std, run_seed, split_flags, summarize, write_tables  # noqa: E402
 
@@ -43,8 +44,8 @@ def build_parser():
         example='bash compare.sh --data_root data --models dmin avel --seeds 1 2 --n_epoch 10')
     parser.add_argument('--models', nargs='+', choices=CONFIGS, default=list(CONFIGS),
                         metavar='M', help=f"the methods (default: all, {' '.join(CONFIGS)})")
-    parser.add_argument('--settings', nargs='+', choices=tuple(SCRIPTS),
-                        default=list(SCRIPTS), metavar='S',
+    parser.add_argument('--settings', nargs='+', choices=LOCALIZATION,
+                        default=list(LOCALIZATION), metavar='S',
                         help='the settings (default: supervised weak)')
     parser.add_argument('--seeds', required=True, nargs='+', type=int, metavar='K',
                         help='the seeds, e.g. --seeds 1 2 3')

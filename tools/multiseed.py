@@ -22,7 +22,8 @@ from core.atomic import write_json, write_text  # noqa: E402
 from core.errors import UserError, exit_on_user_error  # noqa: E402
 from main import main as run_main  # noqa: E402
 from engine.checkpoint import load_resumable  # noqa: E402
-from engine.config import SCRIPTS, Parser, chosen_model, parse_config, program_name  # noqa: E402
+from engine.config import (LOCALIZATION, SCRIPTS, Parser, chosen_model, parse_config,  # noqa: E402
+                           program_name)
 from engine.run_dir import LAST, holds_run  # noqa: E402
 from model import METHODS  # noqa: E402
 
@@ -38,7 +39,7 @@ def build_parser():
         epilog='Every other flag (e.g. --data_root, --n_epoch) is passed to each training run; '
                'see python supv_main.py --help or python weak_main.py --help.',
         example='bash multiseed.sh --setting supervised --seeds 1 2 3 --data_root data')
-    parser.add_argument('--setting', required=True, choices=tuple(SCRIPTS))
+    parser.add_argument('--setting', required=True, choices=LOCALIZATION)
     parser.add_argument('--seeds', required=True, nargs='+', type=int, metavar='S',
                         help='the seeds, e.g. --seeds 1 2 3')
     parser.add_argument('--snapshot_pref', metavar='DIR',

@@ -38,13 +38,19 @@ from core.errors import UserError, exit_on_user_error  # noqa: E402
 from dataset import layout as L  # noqa: E402
 from dataset.ave import AVEData, load_ave, load_videos  # noqa: E402
 from dataset.labels import read_annotations  # noqa: E402
-from engine.checkpoint import check_setting, load_checkpoint, model_for, saved_spec  # noqa: E402
+import cml  # noqa: E402
+from engine.checkpoint import (check_setting, load_checkpoint, matcher_for, model_for,  # noqa: E402
+                               saved_spec)
+from engine.logger import setup_logging  # noqa: E402
+from engine.matching import localize  # noqa: E402
 from engine.config import SCRIPTS, Parser, program_name  # noqa: E402
 from engine.device import allocation_errors, free_memory, resolve_device  # noqa: E402
 from engine.loop import infer  # noqa: E402
 from features import extract  # noqa: E402
 from model import method_name  # noqa: E402
+from model.matching import DIRECTIONS, modalities  # noqa: E402
 from reports.metrics import event_summary, merge_events, report  # noqa: E402
+from reports.matching import localization_report, video_records  # noqa: E402
 from reports.report import make_folder, write_report  # noqa: E402
 
 CSV_FIELDS = ('index', 'row', 'video_id', 'class', 'class_name', 'start_s', 'end_s', 'score')
@@ -339,9 +345,47 @@ def main(argv=None):
         state = load_checkpoint(args.checkpoint, flag='--checkpoint')
         check_setting(state, args.setting, args.checkpoint,
                       fix='drop --setting or pass a checkpoint of that setting')
+        if state['setting'] == 'cml':
+            return predict_windows(args, state, device, out)
         inp, failures = read_input(args, state, device, stack)
         doc = predict(args, state, device, out, inp)
     extract.stop_on_failures(failures, len(failures) + doc['num_videos'], out)
+    return doc
+
+
+def predict_windows(args, state, device, out):
+    """Cross-modality localization: the window each video's query is found in, for the videos
+    of --split of a data folder's match splits (labels_closs.h5 gives each query)."""
+    given = [flag for flag, value in (('--audio', args.audio), ('--video', args.video),
+                                      ('--csv', args.csv), ('--plot', args.plot),
+                                      ('--annotations', args.annotations)) if value]
+    if given:
+        raise UserError(f'{given[0]} goes with a localization checkpoint; a cross-modality one '
+                        'localizes the events of a data folder\'s match split: pass --data_root '
+                        'and --split')
+    cfg = {**state['config'], 'data_root': args.data_root, 'progress': args.progress}
+    if not isinstance(cfg.get('direction'), str) or cfg['direction'] not in DIRECTIONS:
+        raise UserError(f'{args.checkpoint} names no direction; use a checkpoint written by '
+                        'cml_main.py')
+    log = setup_logging()
+    data = cml.load_data(cfg, (args.split,), device, log)
+    model = matcher_for(state, args.checkpoint, data.spec).to(device)
+    cml.check_unseen(state, data, args.checkpoint, args.split)
+    with allocation_errors('--batch_size'):
+        rows, predicted, start, length = localize(model, data, args.split, cfg['direction'],
+                                                  args.batch_size)
+    videos = video_records(data.source_rows[rows.cpu().numpy()], predicted, start, length)
+    rep = localization_report(predicted, start, length, data.spec.num_segments)
+    doc = {'checkpoint': str(args.checkpoint), 'setting': 'cml', 'direction': cfg['direction'],
+           'epoch': state.get('epoch'), 'split': args.split, 'num_videos': len(videos),
+           'accuracy': rep['accuracy'], 'videos': videos}
+    write_text(out, to_json(doc) + '\n')
+    query, answer = modalities(cfg['direction'])
+    for v in videos:
+        found = v['predicted_start']
+        print(f"row {v['row']}: {query} {v['start']}-{v['start'] + v['length']} s -> {answer} "
+              f"{found}-{found + v['length']} s{'' if found == v['start'] else ' (wrong)'}")
+    print(f"{len(videos)} videos, {cfg['direction'].upper()} accuracy {rep['accuracy']:.3f} -> {out}")
     return doc
 
 
