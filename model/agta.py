@@ -8,7 +8,7 @@ from torch import nn
 import torch.nn.functional as F
 
 from model.attention import ChannelAttention
-from model.dropout import FastCPUDropout
+from model.dropout import FastCPUDropout, LinearReLUDropout, product_dropout
 
 
 class SpatialMFB(nn.Module):
@@ -27,9 +27,9 @@ class SpatialMFB(nn.Module):
 
     def forward(self, visual, audio):
         # visual (B, T, P, C), audio (B, T, A)
-        v = F.relu(self.visual_proj(visual))                      # (B, T, P, out*k)
+        v = torch.relu_(self.visual_proj(visual))                 # (B, T, P, out*k)
         a = F.relu(self.audio_proj(audio)).unsqueeze(2)           # (B, T, 1, out*k)
-        z = self.dropout(v * a)
+        z = product_dropout(v, a, self.dropout)                   # dropout(v * a)
         z = z.unflatten(-1, (-1, self.factor)).sum(-1)            # (B, T, P, out)
         # Both factors are ReLU outputs, so z >= 0 and the signed root is a plain root.
         # relu() is the identity here; it makes the gradient at exactly 0 zero, not inf.
@@ -55,7 +55,7 @@ class TemporalAttention(nn.Module):
         B, T, P, _ = visual.shape
         # Position-major views, so that the concatenation is already laid out as the LSTM's
         # batch of B*P sequences and needs no extra copy.
-        pv = F.relu(self.visual_proj(visual)).transpose(1, 2)     # (B, P, T, H)
+        pv = torch.relu_(self.visual_proj(visual)).transpose(1, 2)  # (B, P, T, H)
         pa = F.relu(self.audio_proj(audio)).unsqueeze(1)          # (B, 1, T, H)
         seq = torch.cat([pv + pa, pa.expand_as(pv)], dim=-1)      # (B, P, T, 2H)
         out, _ = self.lstm(seq.view(B * P, T, -1))                # (B*P, T, H)
@@ -67,8 +67,8 @@ class AGTA(nn.Module):
 
     def __init__(self, audio_dim, visual_dim, hidden, mfb_factor, input_dropout, mfb_dropout):
         super().__init__()
-        self.visual_input = nn.Linear(visual_dim, visual_dim)
-        self.input_dropout = FastCPUDropout(input_dropout)   # per position: the cheap mask pays
+        # ReLU and dropout after the per-position input layer, in one (model/dropout.py)
+        self.visual_input = LinearReLUDropout(visual_dim, visual_dim, input_dropout)
         self.channel = ChannelAttention(audio_dim, visual_dim, hidden)
         self.spatial = SpatialMFB(audio_dim, visual_dim, hidden, mfb_factor, mfb_dropout)
         self.temporal = TemporalAttention(audio_dim, visual_dim, hidden)
@@ -77,7 +77,7 @@ class AGTA(nn.Module):
     def forward(self, visual, audio):
         # visual (B, T, H, W, C), audio (B, T, A); P = H * W positions (7 x 7 in AVE)
         v = visual.flatten(2, 3)                                  # (B, T, P, C)
-        v = self.input_dropout(F.relu(self.visual_input(v)))
+        v = self.visual_input(v)                                  # dropout(relu(linear(v)))
         v = self.channel(v, audio)                                # (B, T, P, C)
         code = self.temporal(v, audio) + self.spatial(v, audio)   # (B, T, P, H)
         weights = torch.softmax(torch.tanh(self.score(code)), dim=2)  # (B, T, P, 1)

@@ -1,13 +1,23 @@
-"""FastCPUDropout: dropout with a cheaper random mask on the CPU, for the per-position tensors.
+"""Dropout with a cheaper random mask on the CPU, for AGTA's per-position tensors, applied
+where it costs the fewest passes over memory.
 
 torch's CPU dropout draws one random float per element. On AGTA's per-position tensors
 (B x T x 49 x 512 after the visual input layer, B x T x 49 x 1280 inside MFB) that costs
-more than the matrix product that made them; using this class there saves about a tenth of
-a CPU training step. Each element's keep/drop decision takes 16 random bits (four per
-64-bit draw), so the drop probability is p rounded to a multiple of 1/65536
-(0.1 -> 0.100006); outputs are scaled by the exact 1 / (1 - that probability), so their
-expectation is unchanged. On CUDA it is F.dropout, whose fused kernel is already fast.
-Everywhere else (encoders, DIMA, fusion: tensors of B x T x 256) the model uses torch's own.
+more than the matrix product that made them. Here each element's keep/drop decision takes
+16 random bits (four per 64-bit draw), so the drop probability is p rounded to a multiple
+of 1/65536 (0.1 -> 0.100006); kept outputs are scaled by the exact 1 / (1 - that
+probability), so their expectation is unchanged. On CUDA it is F.dropout, whose fused
+kernel is already fast. Everywhere else (encoders, DIMA, fusion: tensors of B x T x 256)
+the model uses torch's own.
+
+The two places AGTA drops out are each one of these functions, which give what dropout of
+the plain expression gives (up to float rounding) with fewer passes over the large tensor:
+
+- linear_relu_dropout(x, linear, layer) = layer(relu(linear(x))): the scale folded into
+  the layer's weights, the dropped elements zeroed before the ReLU (relu(0) = 0), both in
+  place on the product's output.
+- product_dropout(x, y, layer) = layer(x * y), y broadcast against x (MFB's audio factor,
+  one per segment): the scale folded into the small factor, the zeros set in place.
 """
 import torch
 from torch import nn
@@ -16,34 +26,62 @@ import torch.nn.functional as F
 _LEVELS = 1 << 16
 
 
-class _MaskedScale(torch.autograd.Function):
-    """x * keep * scale, saving only the boolean mask for the backward pass."""
+def cpu_drop_mask(shape, p):
+    """(dropped, scale): a bool tensor of `shape`, True where training-mode dropout of
+    probability p zeroes the element (16 random bits each), and the factor of the rest."""
+    dropped = round(p * _LEVELS)
+    n = 1
+    for size in shape:
+        n *= size
+    draws = torch.randint(-2 ** 63, 2 ** 63 - 1, ((n + 3) // 4,), dtype=torch.int64)
+    drop = (draws.view(torch.int16)[:n] < dropped - _LEVELS // 2).view(shape)
+    return drop, _LEVELS / (_LEVELS - dropped)
 
-    @staticmethod
-    def forward(ctx, x, keep, scale):
-        ctx.save_for_backward(keep)
-        ctx.scale = scale
-        return torch.where(keep, x * scale, 0)
 
-    @staticmethod
-    def backward(ctx, grad):
-        keep, = ctx.saved_tensors
-        return torch.where(keep, grad * ctx.scale, 0), None, None
+def _cheap(layer, x):
+    """Whether `layer` (an nn.Dropout) drops out of CPU tensor `x` with the cheap mask."""
+    return layer.training and layer.p > 0 and x.device.type == 'cpu'
 
 
 def cpu_dropout(x, p):
     """Training-mode dropout of CPU tensor x with 16-bit mask resolution."""
-    dropped = round(p * _LEVELS)
-    n = x.numel()
-    draws = torch.randint(-2 ** 63, 2 ** 63 - 1, ((n + 3) // 4,), dtype=torch.int64)
-    keep = (draws.view(torch.int16)[:n] >= dropped - _LEVELS // 2).view(x.shape)
-    return _MaskedScale.apply(x, keep, _LEVELS / (_LEVELS - dropped))
+    drop, scale = cpu_drop_mask(x.shape, p)
+    return (x * scale).masked_fill_(drop, 0)
+
+
+def linear_relu_dropout(x, linear, layer):
+    """layer(relu(linear(x))) for nn.Linear `linear` and FastCPUDropout `layer`."""
+    if not _cheap(layer, x):
+        return layer(F.relu(F.linear(x, linear.weight, linear.bias)))
+    drop, scale = cpu_drop_mask((*x.shape[:-1], linear.out_features), layer.p)
+    out = F.linear(x, linear.weight * scale, linear.bias * scale)
+    return torch.relu_(out.masked_fill_(drop, 0))
+
+
+def product_dropout(x, y, layer):
+    """layer(x * y) for FastCPUDropout `layer`, y broadcast against x (and no larger)."""
+    if not _cheap(layer, x):
+        return layer(x * y)
+    drop, scale = cpu_drop_mask(x.shape, layer.p)
+    return (x * (y * scale)).masked_fill_(drop, 0)
 
 
 class FastCPUDropout(nn.Dropout):
     """nn.Dropout, with `cpu_dropout` for CPU tensors in training mode."""
 
     def forward(self, x):
-        if self.training and self.p > 0 and x.device.type == 'cpu':
+        if _cheap(self, x):
             return cpu_dropout(x, self.p)
         return F.dropout(x, self.p, self.training)
+
+
+class LinearReLUDropout(nn.Linear):
+    """dropout(relu(linear(x))) as linear_relu_dropout computes it; its parameters are those
+    of the nn.Linear it is (the same names in a checkpoint)."""
+
+    def __init__(self, in_features, out_features, p):
+        super().__init__(in_features, out_features)
+        self.dropout = FastCPUDropout(p)
+
+    def forward(self, x):
+        return linear_relu_dropout(x, self, self.dropout)

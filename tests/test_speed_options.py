@@ -76,8 +76,14 @@ def test_benchmark_quick_mode_writes_its_json(tmp_path, capsys):
     from tools.benchmark import main as benchmark        # in this process: no second start-up
     out = tmp_path / 'bench.json'
     benchmark(['--quick', '--device', 'cpu', '--amp', 'none', '--out', str(out),
-               '--no_reuse_memory', '--models', 'dmin', 'avel'])
+               '--no_reuse_memory', '--models', 'dmin', 'avel', '--profile'])
     result = json.loads(out.read_text())
+    rows = {r['part']: r for r in result['devices']['cpu']['profile']['dmin/supervised']}
+    assert {'agta.spatial', 'agta.temporal.lstm', 'forward', 'backward', 'step'} <= set(rows)
+    assert rows['agta.temporal.lstm']['gflop_per_video'] > 0   # the LSTMs are counted
+    assert rows['step']['gflop_per_video'] == pytest.approx(
+        rows['forward']['gflop_per_video'] + rows['backward']['gflop_per_video'])
+    assert 0 < rows['agta.spatial']['ms'] < rows['forward']['ms'] < rows['step']['ms']
     for key in ('dmin/supervised/none', 'avel/weak/none'):
         row = result['devices']['cpu'][key]
         assert row['train_videos_per_s'] > 0 and row['eval_videos_per_s'] > 0

@@ -1,7 +1,7 @@
 """Measure the methods' speed and memory on this machine (a benchmark, not a test).
 
     python tools/benchmark.py [--models dmin avel ...] [--device cpu cuda] [--amp none bf16]
-                              [--data DIR] [--out FILE]
+                              [--data DIR] [--profile] [--out FILE]
 
 For each device (CPU, and CUDA when present) it measures:
   - the matrix-multiply peak in float32 and bfloat16 (the reference);
@@ -10,7 +10,9 @@ For each device (CPU, and CUDA when present) it measures:
     batch, and the achieved FLOP/s as a fraction of the matmul peak of the precision used;
   - evaluation throughput;
 with freed memory kept for reuse as training does (engine/memory.py; --no_reuse_memory: not),
-and, with --data (a folder in the AVE layout, e.g. a full-size float64 synthetic set made
+with --profile, where a training step's time and FLOPs go, part by part (each module's
+forward, the losses, the backward pass, the optimizer step), and, with --data (a folder
+in the AVE layout, e.g. a full-size float64 synthetic set made
 with `python -m dataset.synthetic --out DIR --float64`), the time and peak resident memory
 of loading it with float32 and float16 storage. It prints a table and writes JSON.
 FLOPs are counted once: matmuls with torch.utils.flop_counter, plus the LSTMs (which the
@@ -70,9 +72,11 @@ def matmul_peak(device, dtype, quick):
     return best
 
 
-def lstm_flops(model, run):
+def lstm_flops(model, run, by_module=False):
     """Forward FLOPs of every nn.LSTM of `model` during run() (flop_counter does not count
-    RNNs): per layer, direction and step, 4 gates of h x (input + h) multiply-adds."""
+    RNNs): per layer, direction and step, 4 gates of h x (input + h) multiply-adds. The
+    total, or with `by_module` {module name: FLOPs}."""
+    names = {m: n for n, m in model.named_modules()}
     calls = []
     hooks = [m.register_forward_hook(lambda m, inputs, out: calls.append((m, inputs[0].shape)))
              for m in model.modules() if isinstance(m, torch.nn.LSTM)]
@@ -81,14 +85,15 @@ def lstm_flops(model, run):
     finally:
         for hook in hooks:
             hook.remove()
-    total = 0
+    found = {}
     for lstm, shape in calls:
         steps, inputs, h = shape[0] * shape[1], lstm.input_size, lstm.hidden_size
         directions = 2 if lstm.bidirectional else 1
         for _ in range(lstm.num_layers):
-            total += 2 * 4 * h * (inputs + h) * directions * steps
+            found[names[lstm]] = (found.get(names[lstm], 0)
+                                  + 2 * 4 * h * (inputs + h) * directions * steps)
             inputs = h * directions
-    return total
+    return found if by_module else sum(found.values())
 
 
 def model_flops(cfg, setting):
@@ -139,6 +144,110 @@ def throughput(cfg, setting, device, amp, batch, steps, train):
     return batch / seconds
 
 
+PROFILE_DEPTH = 3   # parts: the model's children, theirs and theirs (DMIN: agta.temporal.lstm)
+
+
+def profile(cfg, setting, device, batch, steps):
+    """Where one training step of batch `batch` goes: [{part, ms, gflop_per_video}, ...] for
+    the forward of each module down to PROFILE_DEPTH levels (inclusive of its children; a
+    module called twice counts both calls), then 'forward' (all of it), 'losses',
+    'backward', 'optimizer' and 'step'; medians over `steps` steps after 2. FLOPs: forward
+    FLOPs per video of each module (flop_counter, plus the LSTMs); backward: the training
+    step's FLOPs less the forward's."""
+    torch.manual_seed(0)
+    model = build_model(model_args(setting, AVE, cfg)).to(device)
+    criterion = build_criterion(cfg, setting, AVE.num_classes)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg['lr'])
+    audio, visual, targets = fake_batch(batch, device)
+    model.train()
+    parts = [(n, m) for n, m in model.named_modules() if n and n.count('.') < PROFILE_DEPTH]
+    spent, began = {}, {}
+
+    def before(name):
+        def hook(module, inputs):
+            synchronize(device)
+            began[name] = time.perf_counter()
+        return hook
+
+    def after(name):
+        def hook(module, inputs, output):
+            synchronize(device)
+            spent[name] = spent.get(name, 0.0) + time.perf_counter() - began[name]
+        return hook
+
+    hooks = [h for n, m in parts for h in (m.register_forward_pre_hook(before(n)),
+                                           m.register_forward_hook(after(n)))]
+    rows = {}
+    try:
+        for i in range(steps + 2):
+            spent.clear()
+            marks = [time.perf_counter()]
+            outputs = model(audio, visual)
+            synchronize(device)
+            marks.append(time.perf_counter())
+            loss = total_loss(criterion(outputs, targets), criterion.weight_dict)
+            synchronize(device)
+            marks.append(time.perf_counter())
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            synchronize(device)
+            marks.append(time.perf_counter())
+            optimizer.step()
+            synchronize(device)
+            marks.append(time.perf_counter())
+            if i < 2:
+                continue
+            phases = {'forward': marks[1] - marks[0], 'losses': marks[2] - marks[1],
+                      'backward': marks[3] - marks[2], 'optimizer': marks[4] - marks[3],
+                      'step': marks[4] - marks[0]}
+            for name, seconds in [*spent.items(), *phases.items()]:
+                rows.setdefault(name, []).append(seconds)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    flops = part_flops(cfg, setting)
+    forward, train = model_flops(cfg, setting)
+    flops.update(forward=forward, backward=train - forward, step=train)
+    order = [n for n, _ in parts if n in rows] + ['forward', 'losses', 'backward',
+                                                  'optimizer', 'step']
+    return [{'part': n, 'ms': 1000 * statistics.median(rows[n]),
+             'gflop_per_video': flops.get(n, 0.0) / 1e9} for n in order]
+
+
+def part_flops(cfg, setting):
+    """{module name: forward FLOPs per video} of the model of `cfg`, LSTMs included."""
+    model = build_model(model_args(setting, AVE, cfg))
+    audio, visual, _ = fake_batch(2, torch.device('cpu'))
+    root = type(model).__name__
+    with FlopCounterMode(display=False, depth=PROFILE_DEPTH + 1) as counter:
+        lstm = lstm_flops(model, lambda: model(audio, visual), by_module=True)
+    found = {}
+    for key, ops in counter.get_flop_counts().items():
+        if key.startswith(root + '.'):
+            found[key[len(root) + 1:]] = sum(ops.values()) / 2
+    for name, value in lstm.items():   # the LSTM and every module above it
+        parts = name.split('.')
+        for n in range(1, len(parts) + 1):
+            prefix = '.'.join(parts[:n])
+            found[prefix] = found.get(prefix, 0) + value / 2
+    return found
+
+
+def profile_table(rows, title):
+    step = next(r['ms'] for r in rows if r['part'] == 'step')
+    lines = [f'\n{title}: where a training step goes (forward of each part includes its '
+             'children)',
+             f"{'part':<36}{'ms':>9}{'of step':>9}{'GFLOP/video':>13}"]
+    for r in rows:
+        depth = r['part'].count('.') if r['part'] not in ('forward', 'losses', 'backward',
+                                                          'optimizer', 'step') else 0
+        if r['ms'] < 0.005 * step and r['gflop_per_video'] < 0.005:
+            continue   # below half a percent: not a part worth a row
+        lines.append(f"{'  ' * depth + r['part']:<36}{r['ms']:>9.1f}{r['ms'] / step:>9.1%}"
+                     f"{r['gflop_per_video']:>13.3f}")
+    return '\n'.join(lines)
+
+
 def load_memory(data, dtype):
     """Load time, peak RSS and RSS per video of load_ave(data) in a fresh process."""
     code = f'''
@@ -175,6 +284,9 @@ def main(argv=None):
     parser.add_argument('--data', type=Path, help='AVE-layout folder whose loading to measure')
     parser.add_argument('--out', type=Path, default=Path('benchmark.json'),
                         help='JSON file to write (default benchmark.json)')
+    parser.add_argument('--profile', action='store_true',
+                        help="also time a training step part by part (each module's forward, the "
+                             'losses, backward, the optimizer) beside its FLOPs')
     parser.add_argument('--no_reuse_memory', action='store_true',
                         help="keep glibc's default of unmapping large freed blocks (training's "
                              '--no_reuse_memory); by default freed memory is reused, as in training')
@@ -218,6 +330,9 @@ def main(argv=None):
                     'train_videos_per_s': train, 'eval_videos_per_s': evaluate,
                     'train_flops_per_s': achieved,
                     'fraction_of_matmul_peak': achieved / entry['matmul_peak'][amp]}
+            if args.profile:
+                entry.setdefault('profile', {})[key] = profile(cfg, setting, device,
+                                                               args.batch_size, args.steps)
     if args.data:
         results['load'] = {dtype: load_memory(args.data, dtype) for dtype in ('float32', 'float16')}
 
@@ -240,6 +355,8 @@ def table(results, args):
             if '/' in key:
                 lines.append(f"{key:<24}{row['train_videos_per_s']:>15.1f}{row['eval_videos_per_s']:>15.1f}"
                              f"{row['train_flops_per_s'] / 1e12:>10.3f}{row['fraction_of_matmul_peak']:>9.0%}")
+        for key, rows in entry.get('profile', {}).items():
+            lines.append(profile_table(rows, f'{name} {key} (float32, batch {args.batch_size})'))
     for dtype, row in results.get('load', {}).items():
         lines.append(f"load {args.data} as {dtype}: {row['seconds']:.1f} s, peak RSS "
                      f"{row['peak_rss_bytes'] / 2**30:.2f} GiB, {row['bytes_per_video'] / 2**20:.2f} MiB/video")
