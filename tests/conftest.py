@@ -1,5 +1,6 @@
 """Fixtures shared by the tests: tiny synthetic AVE sets, the real annotation files,
 generated videos and their features."""
+import signal
 from fractions import Fraction
 from pathlib import Path
 
@@ -47,6 +48,16 @@ def data(micro_ave, tmp_path):
     for src in micro_ave.iterdir():
         (folder / src.name).symlink_to(src)
     return folder
+
+
+@pytest.fixture(scope='session', autouse=True)
+def ctrl_c_delivered():
+    """Ctrl-C reaches the tests' programs as it does from a terminal. A shell that starts the
+    tests in the background (`pytest ... &`) hands them SIGINT ignored, which Python keeps
+    and every process they start inherits; a handler set here is reset to the default in
+    those processes when they start."""
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(scope='session', autouse=True)
