@@ -19,6 +19,10 @@ files (features/extract.py; T from the checkpoint), a long video's windows are p
 together, and its segments and events run over its whole length. Every bad input stops
 with one line and exit status 2; a bad video among several is listed at the end (exit 2)
 after the others' predictions are written.
+
+A cross-modality localization checkpoint (cml_main.py) takes --data_root and --split only:
+it prints, per video of that match split, the query's segments and the window it is found
+in, and writes them as JSON (docs/cml.md).
 """
 import argparse
 import contextlib
@@ -60,11 +64,12 @@ def build_parser():
     parser = Parser(
         prog=program_name('tools/predict.py'),
         description='Predict audio-visual events with a checkpoint of any method: per-segment classes '
-                    'and confidences and merged event intervals, as JSON (and CSV, plots).',
+                    'and confidences and merged event intervals, as JSON (and CSV, plots); with a '
+                    'cross-modality checkpoint, the window each query of --split is found in.',
         example='bash predict.sh --checkpoint runs/supervised/last.pth.tar --data_root data '
                 '--split test --out preds.json --plot plots')
     parser.add_argument('--checkpoint', required=True, metavar='CKPT',
-                        help='a best-model or last.pth.tar checkpoint of either setting')
+                        help='a best-model or last.pth.tar checkpoint of any setting')
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument('--data_root', metavar='DIR', help='an AVE data folder (see README)')
     source.add_argument('--audio', metavar='A.h5',
