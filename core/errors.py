@@ -1,5 +1,6 @@
 """User-facing errors: one clear line and a non-zero exit, never a traceback; and Ctrl-C,
 which always stops the program."""
+import atexit
 import contextlib
 import functools
 import logging
@@ -69,7 +70,16 @@ def exit_on_user_error(main):
 # finalizer (h5py closing a file, a weakref callback) Python prints "Exception ignored in"
 # and goes on. So the handler also remembers the interrupt, and the loops call
 # check_interrupt() between steps: a swallowed Ctrl-C stops the program there.
-_interrupt = {'pending': False}
+_interrupt = {'pending': False, 'exit_hook': False}
+
+
+def _no_interrupts_at_exit():
+    """Ignore Ctrl-C while the interpreter shuts down: a SIGINT that arrives then (or one
+    that arrived during a long native call, e.g. a collective whose peer stopped, and is
+    handled only now) has nothing left to stop, and would print a traceback from whichever
+    exit handler it lands in."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _on_interrupt(signum, frame):
@@ -101,6 +111,9 @@ def interrupts():
     if own:
         signal.signal(signal.SIGINT, _on_interrupt)
         sys.unraisablehook = quiet
+        if not _interrupt['exit_hook']:   # registered after the libraries' exit handlers: runs first
+            atexit.register(_no_interrupts_at_exit)
+            _interrupt['exit_hook'] = True
     _interrupt['pending'] = False
     try:
         yield

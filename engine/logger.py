@@ -39,26 +39,36 @@ def close_logging():
 def tensorboard_writer(folder, purge_step):
     """A SummaryWriter of <folder>/tensorboard that drops events from `purge_step` on (those
     of epochs a resumed run repeats). Imported here: it takes a third of a second, which
-    runs that stop early or only evaluate need not pay."""
+    runs that stop early or only evaluate need not pay.
+
+    TensorBoard reads a folder's event files in the order of their names, which begin with
+    the second each was opened in and go on with a process id and a counter compared as
+    text. A file whose name sorts before the folder's last one would be read before it, and
+    the repeated epochs it purges would come back; so such a file (opened in the same second
+    as the last one) is dropped and opened again once that second is over."""
     from torch.utils.tensorboard import SummaryWriter
     events = Path(folder) / 'tensorboard'
-    _wait_past_the_last_event_file(events)
-    return SummaryWriter(events, purge_step=purge_step)
+    earlier = [p.name for p in events.glob('events.out.tfevents.*')]
+    writer = SummaryWriter(events, purge_step=purge_step)
+    name = Path(getattr(writer.file_writer.event_writer, '_file_name', '')).name
+    if earlier and not (name and name > max(earlier)):
+        writer.close()
+        if name:
+            (events / name).unlink(missing_ok=True)
+        _wait_past_the_second_of(earlier)
+        writer = SummaryWriter(events, purge_step=purge_step)
+    return writer
 
 
-def _wait_past_the_last_event_file(events):
-    """TensorBoard reads a folder's event files in the order of their names, which begin
-    with the second each was opened in and go on with a process id and a counter compared
-    as text. A file opened in the same second as the folder's last one could be read before
-    it, and the repeated epochs it purges would come back; so a writer opened within that
-    second waits until the second is over (it happens when runs resume within a second)."""
-    seconds = []
-    for path in events.glob('events.out.tfevents.*'):
-        stamp = path.name.split('.')[3]
-        if stamp.isdigit():
-            seconds.append(int(stamp))
+MAX_WAIT_S = 2.0   # a file stamped later than that (a clock set back) is not waited for
+
+
+def _wait_past_the_second_of(names):
+    """Sleep until the second after the latest one that event file `names` were opened in."""
+    seconds = [int(n.split('.')[3]) for n in names if n.split('.')[3].isdigit()]
     if seconds:
-        while (left := max(seconds) + 1 - time.time()) > 0:
+        left = min(max(seconds) + 1 - time.time(), MAX_WAIT_S)
+        if left > 0:
             time.sleep(left)
 
 

@@ -103,3 +103,23 @@ def test_a_permission_error_nothing_else_explains_is_one_line(micro_ave, tmp_pat
                                              *TINY_FLAGS])
     assert line == (f"error: {tmp_path / 'run' / 'config.yaml'}: permission denied; give your "
                     'user access to it, or choose another path')
+
+
+# A program whose SIGINT lands among the interpreter's exit handlers (a weakref finalizer
+# that runs at exit raises it): as when a rank's Ctrl-C arrives during a collective and is
+# handled only after the program has stopped.
+SIGINT_AT_EXIT = """
+import signal, sys, weakref
+sys.path.insert(0, sys.argv[1])
+class Obj: pass
+keep = Obj()
+weakref.finalize(keep, signal.raise_signal, signal.SIGINT)
+from core.errors import exit_on_user_error
+exit_on_user_error(lambda: 0)()
+"""
+
+
+def test_a_ctrl_c_during_exit_prints_nothing():
+    proc = subprocess.run([sys.executable, '-c', SIGINT_AT_EXIT, str(REPO)], capture_output=True,
+                          text=True)
+    assert (proc.returncode, proc.stderr) == (0, '')

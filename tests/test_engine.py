@@ -50,6 +50,24 @@ def test_float32_numbers_are_written_with_float32_s_decimals():
     assert torch.equal(torch.tensor(float32_values(values), dtype=torch.float32), values)
 
 
+def test_a_new_event_file_sorts_after_the_folder_s_last(tmp_path):
+    """TensorBoard reads event files in name order. The folder's last file is stamped one
+    second ahead (as a run opened within this second by a process whose id sorts after
+    ours would be): the new writer's file must still come after it."""
+    import socket
+    import time
+    from engine.logger import tensorboard_writer
+    events = tmp_path / 'tensorboard'
+    events.mkdir()
+    last = f'events.out.tfevents.{int(time.time()) + 1:010d}.{socket.gethostname()}.99999999.9'
+    (events / last).write_bytes(b'')
+    writer = tensorboard_writer(tmp_path, purge_step=1)
+    writer.add_scalar('x', 1.0, 1)
+    writer.close()
+    names = sorted(p.name for p in events.iterdir())
+    assert len(names) == 2 and names[0] == last
+
+
 def test_a_resumed_run_purges_the_events_of_the_epochs_it_repeats(micro_ave, tmp_path,
                                                                   monkeypatch):
     """A run killed after epoch 3's TensorBoard events but before its last.pth.tar (events
