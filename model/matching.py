@@ -109,17 +109,21 @@ def cross_match(query, other, event):
     the channels (one number per event segment, a (l,)), multiplies every window of l
     segments of the other sequence in turn, so that where windows overlap the products
     compound: segment p of `other` (B, T, d) is scaled by the product of a[p - k] over the
-    windows k that cover it. A video without event segments is left as it is."""
-    B, T, _ = other.shape
-    scales = []
-    for i in range(B):
-        a = query[i][event[i]].mean(-1)                                      # (l,)
-        length = len(a)
-        scale = torch.ones(T, dtype=other.dtype, device=other.device)
-        for k in range(T - length + 1 if length else 0):
-            scale = torch.cat([scale[:k], scale[k:k + length] * a, scale[k + length:]])
-        scales.append(scale)
-    return other * torch.stack(scales).unsqueeze(-1)
+    windows k that cover it. A video without event segments is left as it is. Videos of
+    one event length are scaled together, one product per window position."""
+    B, T, d = other.shape
+    length = event.sum(1)
+    scale = torch.ones(B, T, dtype=other.dtype, device=other.device)
+    for l in length.unique().tolist():
+        if l == 0:
+            continue
+        rows = (length == l).nonzero().squeeze(1)
+        a = query[rows][event[rows]].view(len(rows), l, d).mean(-1)         # (n, l)
+        part = torch.ones(len(rows), T, dtype=other.dtype, device=other.device)
+        for k in range(T - l + 1):
+            part = part * F.pad(a, (k, T - l - k), value=1.0)
+        scale = scale.index_put((rows,), part)
+    return other * scale.unsqueeze(-1)
 
 
 class DCMR(nn.Module):
