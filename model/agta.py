@@ -8,7 +8,8 @@ from torch import nn
 import torch.nn.functional as F
 
 from model.attention import ChannelAttention
-from model.dropout import FastCPUDropout, LinearReLUDropout, product_dropout
+from model.bilstm import AudioGuidedBiLSTM
+from model.dropout import FastCPUDropout, LinearReLUDropout, product_dropout, relu_linear
 
 
 class SpatialMFB(nn.Module):
@@ -27,7 +28,7 @@ class SpatialMFB(nn.Module):
 
     def forward(self, visual, audio):
         # visual (B, T, P, C), audio (B, T, A)
-        v = torch.relu_(self.visual_proj(visual))                 # (B, T, P, out*k)
+        v = relu_linear(visual, self.visual_proj)                 # (B, T, P, out*k)
         a = F.relu(self.audio_proj(audio)).unsqueeze(2)           # (B, T, 1, out*k)
         z = product_dropout(v, a, self.dropout)                   # dropout(v * a)
         z = z.unflatten(-1, (-1, self.factor)).sum(-1)            # (B, T, P, out)
@@ -40,26 +41,21 @@ class SpatialMFB(nn.Module):
 class TemporalAttention(nn.Module):
     """Per position, a 2-layer BiLSTM over the T segments of concat[pv + pa, pa].
 
-    One LSTM serves all P positions: it runs as a single batch of B*P sequences.
+    One LSTM serves all P positions: it runs as a single batch of B*P sequences. On the CPU
+    the audio half of its first layer is computed once per segment (model/bilstm.py).
     """
 
     def __init__(self, audio_dim, visual_dim, hidden):
         super().__init__()
         self.visual_proj = nn.Linear(visual_dim, hidden)
         self.audio_proj = nn.Linear(audio_dim, hidden)
-        self.lstm = nn.LSTM(2 * hidden, hidden // 2, num_layers=2, batch_first=True,
-                            bidirectional=True)
+        self.lstm = AudioGuidedBiLSTM(2 * hidden, hidden // 2)
 
     def forward(self, visual, audio):
         # visual (B, T, P, C), audio (B, T, A)
-        B, T, P, _ = visual.shape
-        # Position-major views, so that the concatenation is already laid out as the LSTM's
-        # batch of B*P sequences and needs no extra copy.
-        pv = torch.relu_(self.visual_proj(visual)).transpose(1, 2)  # (B, P, T, H)
-        pa = F.relu(self.audio_proj(audio)).unsqueeze(1)          # (B, 1, T, H)
-        seq = torch.cat([pv + pa, pa.expand_as(pv)], dim=-1)      # (B, P, T, 2H)
-        out, _ = self.lstm(seq.view(B * P, T, -1))                # (B*P, T, H)
-        return out.view(B, P, T, -1).transpose(1, 2)              # (B, T, P, H)
+        pv = relu_linear(visual, self.visual_proj).transpose(1, 2)  # (B, P, T, H)
+        pa = F.relu(self.audio_proj(audio))                       # (B, T, H)
+        return self.lstm(pv, pa).transpose(1, 2)                  # (B, T, P, H)
 
 
 class AGTA(nn.Module):

@@ -14,6 +14,8 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
+from model.dropout import relu_linear
+
 
 class ChannelAttention(nn.Module):
     """Audio-guided channel weights w; returns the channel-attended map v * (1 + w)."""
@@ -31,7 +33,7 @@ class ChannelAttention(nn.Module):
         guide = visual if guide is None else guide
         a = F.relu(self.audio_proj(audio))                        # (B, T, C)
         # mean_P(pv * a) with a constant over the positions: a * mean_P(pv), one product less.
-        joint = F.relu(self.visual_proj(guide)).mean(2) * a      # (B, T, C)
+        joint = relu_linear(guide, self.visual_proj).mean(2) * a  # (B, T, C)
         w = torch.sigmoid(self.excite(F.relu(self.squeeze(joint))))
         return visual * (1 + w.unsqueeze(2))                     # (B, T, P, C)
 

@@ -20,6 +20,8 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
+from model.dropout import FastCPUDropout
+
 
 
 class DenseAttention(nn.Module):
@@ -79,10 +81,10 @@ class DIMADecoderLayer(nn.Module):
         self.query_proj = nn.Linear(in_dim, d_model)
         self.attn = DenseAttention(d_model, n_heads, lam, dropout)
         self.norm1 = nn.LayerNorm(d_model)
-        self.ff = nn.Sequential(nn.Linear(d_model, ff_dim), nn.ReLU(), nn.Dropout(dropout),
+        self.ff = nn.Sequential(nn.Linear(d_model, ff_dim), nn.ReLU(), FastCPUDropout(dropout),
                                 nn.Linear(ff_dim, d_model))
         self.norm2 = nn.LayerNorm(d_model)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = FastCPUDropout(dropout)
 
     def forward(self, x, cross):
         # x (B, T, in_dim): this modality's un-encoded input; cross (B, T, d)

@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -37,11 +38,20 @@ def flags(data, run, *extra):
 
 def launch(nproc, event, n, argv):
     """tools/torchrun.py running tests/die_at.py on `nproc` processes; its own session, as a
-    terminal's foreground job (Ctrl-C reaches every process of it)."""
-    return subprocess.Popen([sys.executable, str(REPO / 'tools' / 'torchrun.py'), str(nproc),
+    terminal's foreground job (Ctrl-C reaches every process of it). Its stderr goes to a
+    file: a pipe nobody reads while the test waits on stdout could fill and hang the run."""
+    err = tempfile.TemporaryFile('w+')
+    proc = subprocess.Popen([sys.executable, str(REPO / 'tools' / 'torchrun.py'), str(nproc),
                              str(REPO / 'tests' / 'die_at.py'), 'supervised', event, str(n),
-                             *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             *argv], stdout=subprocess.PIPE, stderr=err, text=True,
                             cwd=REPO, env=env(), start_new_session=True)
+    proc.err_file = err
+    return proc
+
+
+def stderr_of(proc):
+    proc.err_file.seek(0)
+    return proc.err_file.read()
 
 
 def wait_for_held(proc):
@@ -51,7 +61,8 @@ def wait_for_held(proc):
         printed.append(line)
         if line == 'held\n':
             return printed
-    raise AssertionError(f'the run ended before it held:\n{"".join(printed)}{proc.stderr.read()}')
+    proc.wait(timeout=120)
+    raise AssertionError(f'the run ended before it held:\n{"".join(printed)}{stderr_of(proc)}')
 
 
 def environment(pid):
@@ -89,8 +100,8 @@ def wait_until_ended(pids, limit=120):
 
 def finish(proc):
     """(exit status, stdout lines, stderr lines) of a launcher that was stopped."""
-    out, err = proc.communicate(timeout=120)
-    return proc.returncode, out.splitlines(), err.splitlines()
+    out, _ = proc.communicate(timeout=120)
+    return proc.returncode, out.splitlines(), stderr_of(proc).splitlines()
 
 
 # ----------------------------------------------------------------------------- the numbers

@@ -31,6 +31,7 @@ AVE_MAKERS = {
     'dataset.labels': "builds the release's label files from its Annotations.txt",
     'features.extract': 'cuts videos into 10-second windows by default, as the release',
     'tools.benchmark': 'times AVE-sized batches',
+    'tools.official_speed': "times the DMIN release, whose model is built for AVE's sizes",
 }
 
 

@@ -143,3 +143,41 @@ def test_reuse_memory_flag_decides_whether_cpu_runs_keep_freed_memory(tiny_ave, 
         '--data_root', str(tiny_ave), '--snapshot_pref', str(tmp_path / 'run'), '--n_epoch', '1',
         '--batch_size', '8', '--no_progress', '--tb_images_every', '0', *flags, *SMALL_FLAGS])
     assert result['epochs_done'] == 1 and len(seen) == calls
+
+
+STAND_IN = '''"""A stand-in for the official release's model, with its interface (tests only)."""
+import torch
+from torch import nn
+
+
+class supv_main_model(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.layer = nn.Linear(512 + 128, 29).cuda()      # the release calls .cuda() too
+
+    def forward(self, visual, audio):
+        x = self.layer(torch.cat([visual.mean((2, 3)), audio], -1))    # (B, T, 29)
+        return x[..., :1].transpose(0, 1), x.mean(1)[:, :28], x.amax(1)[:, :28]
+'''
+
+
+def test_official_speed_times_both_sides(tmp_path):
+    """tools/official_speed.py on a stand-in of the release's model: both sides run in their
+    own processes and the JSON has the ratio of the medians; a folder without the model is
+    one line."""
+    official = tmp_path / 'DIMN'
+    (official / 'model').mkdir(parents=True)
+    (official / 'model' / 'supv_main_model.py').write_text(STAND_IN)
+    out = tmp_path / 'speed.json'
+    done = subprocess.run([sys.executable, 'tools/official_speed.py', '--official', str(official),
+                           '--rounds', '1', '--steps', '1', '--batch', '2', '--out', str(out)],
+                          cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(out.read_text())
+    speed = result['videos_per_s']
+    assert speed['official'] > 0 and speed['ours'] > 0
+    assert result['ratio'] == pytest.approx(speed['ours'] / speed['official'])
+    assert 'this repository' in done.stdout
+    wrong = subprocess.run([sys.executable, 'tools/official_speed.py', '--official', str(tmp_path)],
+                           cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert wrong.returncode == 2 and 'no model/supv_main_model.py' in wrong.stderr

@@ -73,26 +73,33 @@ def matmul_peak(device, dtype, quick):
 
 
 def lstm_flops(model, run, by_module=False):
-    """Forward FLOPs of every nn.LSTM of `model` during run() (flop_counter does not count
-    RNNs): per layer, direction and step, 4 gates of h x (input + h) multiply-adds. The
-    total, or with `by_module` {module name: FLOPs}."""
+    """Forward FLOPs of the layers of every nn.LSTM of `model` that torch's LSTM ran during
+    run() (flop_counter does not count them; AGTA's BiLSTM computes its first layer itself
+    on the CPU, model/bilstm.py, and those products are counted): per layer, direction and
+    step, 4 gates of h x (input + h) multiply-adds. The total, or with `by_module` {module
+    name: FLOPs}."""
     names = {m: n for n, m in model.named_modules()}
     calls = []
-    hooks = [m.register_forward_hook(lambda m, inputs, out: calls.append((m, inputs[0].shape)))
-             for m in model.modules() if isinstance(m, torch.nn.LSTM)]
+
+    def seen(m, inputs, out):
+        layers = getattr(m, 'torch_lstm_layers', m.num_layers)   # set by this forward
+        calls.append((m, inputs[0].shape[:-1].numel(), range(m.num_layers - layers,
+                                                             m.num_layers)))
+
+    hooks = [m.register_forward_hook(seen) for m in model.modules()
+             if isinstance(m, torch.nn.LSTM)]
     try:
         run()
     finally:
         for hook in hooks:
             hook.remove()
     found = {}
-    for lstm, shape in calls:
-        steps, inputs, h = shape[0] * shape[1], lstm.input_size, lstm.hidden_size
-        directions = 2 if lstm.bidirectional else 1
-        for _ in range(lstm.num_layers):
+    for lstm, steps, layers in calls:
+        h, directions = lstm.hidden_size, 2 if lstm.bidirectional else 1
+        for layer in layers:
+            inputs = lstm.input_size if layer == 0 else h * directions
             found[names[lstm]] = (found.get(names[lstm], 0)
                                   + 2 * 4 * h * (inputs + h) * directions * steps)
-            inputs = h * directions
     return found if by_module else sum(found.values())
 
 
