@@ -69,8 +69,7 @@ class _Recurrence(torch.autograd.Function):
         grad_gates = acts.new_empty(N, T, D, H4)
         grad_whh = torch.empty_like(weight_hh)
         for d in range(D):
-            forward_order = range(T) if d == 0 else range(T - 1, -1, -1)
-            steps = list(forward_order)
+            steps = list(range(T)) if d == 0 else list(range(T - 1, -1, -1))   # forward's order
             dh = dc = None
             for k in range(T - 1, -1, -1):
                 t = steps[k]
@@ -152,22 +151,21 @@ def concat_bilstm(lstm, pv, pa):
     return out.view(B, P, T, -1)
 
 
+def splits(x):
+    """Whether AudioGuidedBiLSTM runs split_audio_bilstm on input x: on the CPU, outside
+    autocast (then torch's LSTM runs only its second layer)."""
+    return x.device.type == 'cpu' and not torch.is_autocast_enabled('cpu')
+
+
 class AudioGuidedBiLSTM(torch.nn.LSTM):
     """AGTA's 2-layer bidirectional LSTM over concat[pv + pa, pa]: forward(pv (B, P, T, H),
     pa (B, T, H)) -> (B, P, T, 2h). Its parameters are those of the nn.LSTM it is (the same
-    names in a checkpoint). On the CPU (outside autocast) split_audio_bilstm runs it, else
-    the plain LSTM on the concatenation; `torch_lstm_layers` says how many of its layers
-    the last forward ran through torch's LSTM (the benchmark counts their FLOPs, which
-    flop_counter does not see)."""
+    names in a checkpoint). Where `splits`, split_audio_bilstm runs it, else the plain LSTM
+    on the concatenation."""
 
     def __init__(self, input_size, hidden_size):
         super().__init__(input_size, hidden_size, num_layers=2, batch_first=True,
                          bidirectional=True)
-        self.torch_lstm_layers = 2
 
     def forward(self, pv, pa):
-        if pv.device.type == 'cpu' and not torch.is_autocast_enabled('cpu'):
-            self.torch_lstm_layers = 1
-            return split_audio_bilstm(self, pv, pa)
-        self.torch_lstm_layers = 2
-        return concat_bilstm(self, pv, pa)
+        return (split_audio_bilstm if splits(pv) else concat_bilstm)(self, pv, pa)

@@ -23,7 +23,6 @@ import torch.nn.functional as F
 from model.dropout import FastCPUDropout
 
 
-
 class DenseAttention(nn.Module):
     """Multi-head attention over memory = concat[cross (T tokens), self (T tokens)]; with
     `lam` None, ordinary scaled dot products for the cross keys too (CMRAN's cross-modal

@@ -69,12 +69,13 @@ def relu_linear(x, linear):
 def linear_relu_dropout(x, linear, layer):
     """layer(relu(linear(x))) for nn.Linear `linear` and FastCPUDropout `layer`."""
     if not layer.training or layer.p == 0:
-        return torch.relu_(linear_rows(x, linear.weight, linear.bias)).view(*x.shape[:-1], -1)
-    if not _cheap(layer, x):
+        out = linear_rows(x, linear.weight, linear.bias)
+    elif not _cheap(layer, x):
         return layer(F.relu(F.linear(x, linear.weight, linear.bias)))
-    drop, scale = cpu_drop_mask((x.numel() // x.shape[-1], linear.out_features), layer.p)
-    out = linear_rows(x, linear.weight * scale, linear.bias * scale)
-    return torch.relu_(out.masked_fill_(drop, 0)).view(*x.shape[:-1], -1)
+    else:
+        drop, scale = cpu_drop_mask((x.numel() // x.shape[-1], linear.out_features), layer.p)
+        out = linear_rows(x, linear.weight * scale, linear.bias * scale).masked_fill_(drop, 0)
+    return torch.relu_(out).view(*x.shape[:-1], -1)
 
 
 def product_dropout(x, y, layer):

@@ -36,6 +36,7 @@ from engine.config import METHODS, default_config  # noqa: E402
 from engine.loop import autocast, train_step  # noqa: E402
 from engine.memory import reuse_freed_memory  # noqa: E402
 from model import build_criterion, build_model, model_args  # noqa: E402
+from model.bilstm import AudioGuidedBiLSTM, splits  # noqa: E402
 from model.criterion import total_loss  # noqa: E402
 
 PRECISION = {'none': torch.float32, 'bf16': torch.bfloat16}
@@ -82,9 +83,8 @@ def lstm_flops(model, run, by_module=False):
     calls = []
 
     def seen(m, inputs, out):
-        layers = getattr(m, 'torch_lstm_layers', m.num_layers)   # set by this forward
-        calls.append((m, inputs[0].shape[:-1].numel(), range(m.num_layers - layers,
-                                                             m.num_layers)))
+        first = 1 if isinstance(m, AudioGuidedBiLSTM) and splits(inputs[0]) else 0
+        calls.append((m, inputs[0].shape[:-1].numel(), range(first, m.num_layers)))
 
     hooks = [m.register_forward_hook(seen) for m in model.modules()
              if isinstance(m, torch.nn.LSTM)]

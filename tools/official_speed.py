@@ -27,12 +27,15 @@ import sys
 import time
 from pathlib import Path
 
+import torch
+from torch import nn
+
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 from dataset.layout import AVE  # noqa: E402  (the release's model is built for AVE's sizes)
 
 
-def random_batch(torch, batch, dtype):
+def random_batch(batch, dtype):
     """AVE-shaped inputs and one-hot segment labels (B, T, C + 1), the last column background:
     the first 3 segments background, the rest of the video's class."""
     T, C = AVE.num_segments, AVE.num_classes
@@ -48,8 +51,6 @@ def random_batch(torch, batch, dtype):
 
 def official_step(official, batch):
     """A closure running one training step of the official code, as its supv_main.py does."""
-    import torch
-    from torch import nn
     torch.Tensor.cuda = lambda self, *args, **kwargs: self      # no GPU: run where it is
     nn.Module.cuda = lambda self, *args, **kwargs: self
     # The release's packages (model, dataset, utils) share names with this repository's:
@@ -62,7 +63,7 @@ def official_step(official, batch):
     model = supv_main_model().double().train()
     optimizer = torch.optim.Adam(model.parameters(), lr=5e-4)
     bce, ce = nn.BCEWithLogitsLoss(), nn.CrossEntropyLoss()
-    visual, audio, labels = random_batch(torch, batch, torch.float64)
+    visual, audio, labels = random_batch(batch, torch.float64)
     foreground = labels[:, :, :-1]
     is_event, segment_class = foreground.max(-1)
     video_class, _ = segment_class.max(-1)
@@ -81,7 +82,6 @@ def official_step(official, batch):
 
 def our_step(batch):
     """A closure running one training step of this repository's supervised DMIN."""
-    import torch
     from engine.config import default_config
     from engine.loop import build_optimizer, train_step
     from engine.memory import reuse_freed_memory
@@ -91,7 +91,7 @@ def our_step(batch):
     model = build_model(model_args('supervised', AVE, cfg)).train()
     criterion = build_criterion(cfg, 'supervised', AVE.num_classes)
     optimizer, _ = build_optimizer(model, cfg, torch.device('cpu'))
-    visual, audio, labels = random_batch(torch, batch, torch.float32)
+    visual, audio, labels = random_batch(batch, torch.float32)
     targets = {'segment': labels.argmax(-1),                        # (B, T), C: background
                'video_class': torch.arange(batch) % AVE.num_classes,
                'video_label': labels.amax(1)}                        # (B, C + 1)
